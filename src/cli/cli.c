@@ -1,0 +1,189 @@
+#include "cli/cli.h"
+#include "core/vm.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_text[] =
+	"Usage: kestrel run --kernel PATH [options]\n"
+	"       kestrel --help | --version\n"
+	"\n"
+	"Boot a Linux kernel (bzImage, or ELF vmlinux with a PVH note) or a freestanding\n"
+	"PVH/ELF64 guest in a KVM virtual machine.\n"
+	"\n"
+	"Options for 'run':\n"
+	"  --kernel PATH        kernel image (required)\n"
+	"  --initrd PATH        initial ramdisk\n"
+	"  --cmdline STR        kernel command line\n"
+	"  --cpus N             number of vCPUs, 1..32 (default 1)\n"
+	"  --memory SIZE        guest RAM, e.g. 512M or 2G; a plain number is MiB (default 256M)\n"
+	"  --console SPEC       COM1 console: stdio (default), file:PATH or none\n"
+	"  --hugepages          back guest RAM with hugetlbfs pages (default: THP)\n"
+	"  --stats              print exits per vCPU and device accesses when the VM ends\n"
+	"  --ignore-host-check  boot a stock kernel even when /dev/kvm has no hardware\n"
+	"                       virtualization behind it (it will crawl; see HOST notes)\n"
+	"  --kvm PATH           KVM device (default /dev/kvm)\n"
+	"  -v, --verbose        more log output (repeat for debug)\n"
+	"\n"
+	"Console: on a terminal, input goes to the guest; Ctrl-A x quits, Ctrl-A Ctrl-A\n"
+	"sends Ctrl-A.\n"
+	"Exit status: 0 when the guest resets (reboot -f) or powers off, the byte a test\n"
+	"guest wrote to the debug-exit port 0x501, 1 on errors (including a triple fault),\n"
+	"2 on usage errors, 128+N after signal N.\n";
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 20;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case '\0': shift = 20; break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: return -EINVAL;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end)
+		return -EINVAL;
+	if (v > (~0ull >> shift))
+		return -ERANGE;
+	*out = v << shift;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > 0xffffffffu)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_HUGEPAGES,
+       OPT_STATS, OPT_IGNORE_HOST, OPT_KVM };
+
+int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, size_t errlen)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "hugepages", no_argument, NULL, OPT_HUGEPAGES },
+		{ "stats", no_argument, NULL, OPT_STATS },
+		{ "ignore-host-check", no_argument, NULL, OPT_IGNORE_HOST },
+		{ "kvm", required_argument, NULL, OPT_KVM },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int verbose = 0, c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->cpus = MACHINE_DEFAULT_CPUS;
+	cfg->mem_size = MACHINE_DEFAULT_MEM;
+	cfg->console = "stdio";
+	cfg->kvm_path = "/dev/kvm";
+	cfg->cmdline = "";
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL: cfg->kernel = optarg; break;
+		case OPT_INITRD: cfg->initrd = optarg; break;
+		case OPT_CMDLINE: cfg->cmdline = optarg; break;
+		case OPT_CPUS:
+			if (parse_uint(optarg, &cfg->cpus) || cfg->cpus == 0 || cfg->cpus > VM_MAX_VCPUS) {
+				snprintf(err, errlen, "--cpus: '%s' is not a number from 1 to %d", optarg, VM_MAX_VCPUS);
+				return CLI_EXIT_USAGE;
+			}
+			break;
+		case OPT_MEMORY:
+			if (cli_parse_size(optarg, &cfg->mem_size) || cfg->mem_size < MACHINE_MIN_MEM ||
+			    cfg->mem_size > (1ull << 40)) {
+				snprintf(err, errlen, "--memory: '%s' is not a size from 8M to 1024G", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			break;
+		case OPT_CONSOLE: cfg->console = optarg; break;
+		case OPT_HUGEPAGES: cfg->hugepages = true; break;
+		case OPT_STATS: cfg->stats = true; break;
+		case OPT_IGNORE_HOST: cfg->ignore_host_check = true; break;
+		case OPT_KVM: cfg->kvm_path = optarg; break;
+		case 'v': verbose++; break;
+		case 'h': return -1;
+		default:
+			if (optopt)
+				snprintf(err, errlen, "option '-%c' is unknown or lacks its argument", optopt);
+			else
+				snprintf(err, errlen, "option '%s' is unknown or lacks its argument", argv[optind - 1]);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+		return CLI_EXIT_USAGE;
+	}
+	if (!cfg->kernel) {
+		snprintf(err, errlen, "--kernel is required");
+		return CLI_EXIT_USAGE;
+	}
+	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose == 1 ? LOG_INFO : LOG_WARN);
+	return 0;
+}
+
+int cli_main(int argc, char **argv)
+{
+	struct machine_config cfg;
+	char err[256] = "";
+	int r;
+
+	if (argc < 2) {
+		fputs(usage_text, stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("kestrel %s\n", KESTREL_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[1], "run")) {
+		fprintf(stderr, "kestrel: unknown command '%s' (try 'kestrel --help')\n", argv[1]);
+		return CLI_EXIT_USAGE;
+	}
+	r = cli_parse_run(argc - 1, argv + 1, &cfg, err, sizeof(err));
+	if (r < 0) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (r) {
+		fprintf(stderr, "kestrel: %s (try 'kestrel --help')\n", err);
+		return r;
+	}
+	return machine_run(&cfg);
+}

@@ -1,0 +1,87 @@
+/*
+ * A VM: the KVM VM fd, guest memory slots, in-kernel irqchip and PIT, the
+ * vCPU threads and their run loop. Exits are decoded once here and handed to
+ * the PIO/MMIO buses; nothing above this layer issues KVM ioctls.
+ */
+#ifndef KESTREL_VM_H
+#define KESTREL_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "boot/boot.h"
+#include "bus/bus.h"
+#include "bus/irq.h"
+#include "core/kvm.h"
+#include "mem/gm.h"
+
+#define VM_MAX_VCPUS 32
+
+struct vm;
+
+struct vcpu_stats {
+	uint64_t exits[KVM_EXIT_REASON_MAX];   /* by KVM exit reason */
+	uint64_t io_in, io_out, mmio_read, mmio_write;
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+	struct vcpu_stats stats;
+};
+
+enum vm_stop_reason {
+	VM_STOP_NONE = 0,
+	VM_STOP_RESET,        /* guest reset (i8042, triple fault is separate) */
+	VM_STOP_POWEROFF,     /* ACPI S5 or KVM system event */
+	VM_STOP_DEBUG_EXIT,   /* test guest wrote the debug-exit port */
+	VM_STOP_USER,         /* Ctrl-A x, signal */
+	VM_STOP_ERROR,        /* triple fault, emulation failure, ... */
+};
+
+struct vm {
+	struct kvm *kvm;
+	int fd;
+	struct guest_mem gm;
+	struct bus pio;
+	struct bus mmio;
+	unsigned ncpus;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct boot_entry entry;
+
+	/* Stop handshake: the first request wins; the main thread waits on stop_cond. */
+	pthread_mutex_t stop_lock;
+	pthread_cond_t stop_cond;
+	enum vm_stop_reason stop_reason;
+	int exit_status;
+	int stop_eventfd;     /* readable once a stop was requested (for event loops) */
+	unsigned running_vcpus;
+};
+
+int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus, unsigned gm_flags,
+	      char *err, size_t errlen);
+void vm_destroy(struct vm *vm);
+
+/* Set up every vCPU (CPUID, MSRs, LAPIC, FPU) and the boot vCPU's registers for `entry`. */
+int vm_setup_vcpus(struct vm *vm, const struct boot_entry *entry, char *err, size_t errlen);
+int vm_start(struct vm *vm);
+/* Block until a stop is requested, then stop and join every vCPU. Returns the exit status. */
+int vm_wait(struct vm *vm);
+
+/* Thread-safe; from any thread (devices, signal-driven code, vCPUs). */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int status);
+bool vm_stopping(struct vm *vm);
+
+/* An IOAPIC/PIC line as an interrupt object. */
+void vm_irq_init(struct vm *vm, struct irq *irq, unsigned gsi);
+
+/* Print per-vCPU exit counters and per-device access counters. */
+void vm_print_stats(struct vm *vm, FILE *out);
+
+#endif

@@ -1,0 +1,40 @@
+#ifndef KESTREL_UART_H
+#define KESTREL_UART_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/chardev.h"
+#include "bus/bus.h"
+#include "bus/irq.h"
+
+#define UART_FIFO_SIZE 16
+#define UART_REG_COUNT 8
+
+/* A 16550A: 16-byte FIFOs, interrupts gated by MCR.OUT2 as on a PC. */
+struct uart {
+	pthread_mutex_t lock;
+	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	bool thr_irq;                 /* THR-empty interrupt pending */
+	uint8_t rx[UART_FIFO_SIZE];
+	unsigned rx_head, rx_count;
+	struct irq *irq;
+	struct chardev *out;
+	/* Called (from a vCPU thread, without the lock) when the RX FIFO drains. */
+	void (*rx_drained)(void *opaque);
+	void *rx_opaque;
+	uint64_t tx_bytes, rx_bytes, overruns;
+	struct log_ratelimit rl;
+};
+
+void uart_init(struct uart *u, struct irq *irq, struct chardev *out);
+void uart_exit(struct uart *u);
+
+/* Host input: returns how many bytes fit in the FIFO (the rest waits). */
+size_t uart_receive(struct uart *u, const uint8_t *buf, size_t len);
+
+extern const struct bus_dev_ops uart_ops;
+
+#endif

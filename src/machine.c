@@ -1,0 +1,345 @@
+#include "machine.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "backends/chardev.h"
+#include "boot/acpi.h"
+#include "boot/boot.h"
+#include "core/kvm.h"
+#include "core/vm.h"
+#include "devices/legacy/acpi_pm.h"
+#include "devices/legacy/debug_exit.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/rtc.h"
+#include "devices/legacy/uart.h"
+#include "devices/pci/pci.h"
+#include "loop/loop.h"
+#include "mem/layout.h"
+#include "util/log.h"
+
+#define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
+
+struct machine {
+	struct kvm kvm;
+	struct vm vm;
+	struct loop *loop;
+	struct chardev console;
+	struct uart com1;
+	struct irq com1_irq;
+	struct i8042 kbd;
+	struct rtc rtc;
+	struct debug_exit dbg;
+	struct acpi_pm pm;
+	struct pci_host pci;
+	struct sysevent_sink sink;
+	int sigfd;
+	/* Console input waiting for room in the UART FIFO. */
+	uint8_t pending[256];
+	size_t pending_len, pending_off;
+	int drain_fd;
+	bool escape;
+	bool raw_tty;
+	struct termios saved_tty;
+};
+
+static void machine_sysevent(void *opaque, enum sysevent ev, int status)
+{
+	struct machine *m = opaque;
+
+	switch (ev) {
+	case SYSEVENT_RESET:
+		vm_request_stop(&m->vm, VM_STOP_RESET, 0);
+		break;
+	case SYSEVENT_POWEROFF:
+		vm_request_stop(&m->vm, VM_STOP_POWEROFF, 0);
+		break;
+	case SYSEVENT_EXIT:
+		vm_request_stop(&m->vm, VM_STOP_DEBUG_EXIT, status);
+		break;
+	}
+}
+
+static int machine_add_devices(struct machine *m, char *err, size_t errlen)
+{
+	struct vm *vm = &m->vm;
+	int e = 0;
+
+	m->sink = (struct sysevent_sink){ .fire = machine_sysevent, .opaque = m };
+	vm_irq_init(vm, &m->com1_irq, LAYOUT_IRQ_COM1);
+	uart_init(&m->com1, &m->com1_irq, &m->console);
+	i8042_init(&m->kbd, &m->sink);
+	rtc_init(&m->rtc, vm->gm.ram_size);
+	m->dbg.sink = m->sink;
+	acpi_pm_init(&m->pm, &m->sink, LAYOUT_ACPI_S5_TYPE);
+	pci_host_init(&m->pci, &vm->pio, &vm->mmio, &m->sink);
+
+	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_COM1, UART_REG_COUNT, BUS_SZ_1, &uart_ops, &m->com1, "uart-com1");
+	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_I8042, 1, BUS_SZ_1, &i8042_data_ops, &m->kbd, "i8042");
+	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_I8042 + 4, 1, BUS_SZ_1, &i8042_ctl_ops, &m->kbd, "i8042");
+	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_RTC, 2, BUS_SZ_1, &rtc_ops, &m->rtc, "rtc");
+	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_DEBUG_EXIT, 1, BUS_SZ_ANY, &debug_exit_ops, &m->dbg, "debug-exit");
+	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_ACPI_PM, 2, BUS_SZ_1, &acpi_pm_ops, &m->pm, "acpi-pm");
+	e = e ?: pci_host_register(&m->pci, LAYOUT_ECAM_START);
+	if (e)
+		snprintf(err, errlen, "registering devices: %s", strerror(-e));
+	return e;
+}
+
+/* --- console --------------------------------------------------------- */
+
+static void machine_tty_restore(struct machine *m)
+{
+	if (m->raw_tty) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &m->saved_tty);
+		m->raw_tty = false;
+	}
+}
+
+static void machine_tty_raw(struct machine *m)
+{
+	struct termios t;
+
+	if (m->console.in_fd != STDIN_FILENO || !isatty(STDIN_FILENO))
+		return;
+	if (tcgetattr(STDIN_FILENO, &m->saved_tty) < 0)
+		return;
+	t = m->saved_tty;
+	cfmakeraw(&t);
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
+		m->raw_tty = true;
+}
+
+/* Move pending input into the FIFO; stop reading stdin while it is full. */
+static void machine_console_flush(struct machine *m)
+{
+	while (m->pending_off < m->pending_len) {
+		size_t n = uart_receive(&m->com1, m->pending + m->pending_off, m->pending_len - m->pending_off);
+
+		if (n == 0)
+			break;
+		m->pending_off += n;
+	}
+	if (m->pending_off == m->pending_len) {
+		m->pending_off = m->pending_len = 0;
+		loop_mod(m->loop, m->console.in_fd, EPOLLIN);
+	} else {
+		loop_mod(m->loop, m->console.in_fd, 0);
+	}
+}
+
+static void machine_console_in(void *opaque, uint32_t events)
+{
+	struct machine *m = opaque;
+	uint8_t buf[sizeof(m->pending)];
+	ssize_t n = read(m->console.in_fd, buf, sizeof(buf));
+
+	if (n <= 0) {
+		/* EOF on stdin: the guest keeps running, we just stop listening. */
+		loop_del(m->loop, m->console.in_fd);
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		uint8_t c = buf[i];
+
+		if (m->escape) {
+			m->escape = false;
+			if (c == 'x' || c == 'X') {
+				fprintf(stderr, "\r\nkestrel: terminated by Ctrl-A x\r\n");
+				vm_request_stop(&m->vm, VM_STOP_USER, 0);
+				return;
+			}
+			if (c != CONSOLE_ESCAPE)
+				continue; /* unknown escapes are swallowed */
+		} else if (c == CONSOLE_ESCAPE && m->raw_tty) {
+			m->escape = true;
+			continue;
+		}
+		if (m->pending_len < sizeof(m->pending))
+			m->pending[m->pending_len++] = c;
+	}
+	machine_console_flush(m);
+}
+
+static void machine_rx_drained(void *opaque)
+{
+	struct machine *m = opaque;
+	uint64_t one = 1;
+
+	if (write(m->drain_fd, &one, sizeof(one)) < 0)
+		return;
+}
+
+static void machine_drain_cb(void *opaque, uint32_t events)
+{
+	struct machine *m = opaque;
+	uint64_t v;
+
+	if (read(m->drain_fd, &v, sizeof(v)) > 0)
+		machine_console_flush(m);
+}
+
+static void machine_stop_cb(void *opaque, uint32_t events)
+{
+	struct machine *m = opaque;
+
+	loop_stop(m->loop);
+}
+
+static void machine_signal_cb(void *opaque, uint32_t events)
+{
+	struct machine *m = opaque;
+	struct signalfd_siginfo si;
+
+	if (read(m->sigfd, &si, sizeof(si)) != sizeof(si))
+		return;
+	log_info("main", "signal %u: stopping the VM", si.ssi_signo);
+	vm_request_stop(&m->vm, VM_STOP_USER, 128 + (int)si.ssi_signo);
+}
+
+static int machine_setup_loop(struct machine *m)
+{
+	sigset_t set;
+	int e;
+
+	m->loop = loop_new();
+	if (!m->loop)
+		return -ENOMEM;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	m->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	m->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->sigfd < 0 || m->drain_fd < 0)
+		return -errno;
+	m->com1.rx_drained = machine_rx_drained;
+	m->com1.rx_opaque = m;
+	e = loop_add(m->loop, m->sigfd, EPOLLIN, machine_signal_cb, m);
+	e = e ?: loop_add(m->loop, m->vm.stop_eventfd, EPOLLIN, machine_stop_cb, m);
+	e = e ?: loop_add(m->loop, m->drain_fd, EPOLLIN, machine_drain_cb, m);
+	if (!e && m->console.in_fd >= 0 && loop_add(m->loop, m->console.in_fd, EPOLLIN, machine_console_in, m) < 0)
+		log_info("main", "console input not pollable; input disabled");
+	return e;
+}
+
+/* --- boot ------------------------------------------------------------ */
+
+static int machine_host_check(const struct machine *m, const struct machine_config *cfg,
+			      const struct boot_entry *entry)
+{
+	if (m->kvm.hw_virt || cfg->ignore_host_check || entry->kind != BOOT_KERNEL_BZIMAGE)
+		return 0;
+	fprintf(stderr,
+		"kestrel: error: %s has no hardware virtualization (KVM module %s, no vmx/svm in the CPU "
+		"flags): guest kernel code would run in KVM's instruction emulator, and a stock Linux "
+		"kernel cannot boot that way (it crawls, then hits xsave/cmpxchg16b). Boot it in the "
+		"nested test bed instead (`make run` does; see testbed/README.md), or pass "
+		"--ignore-host-check to try anyway.\n",
+		cfg->kvm_path, m->kvm.module);
+	return -ENOTSUP;
+}
+
+static int machine_boot(struct machine *m, const struct machine_config *cfg)
+{
+	struct acpi_config acfg = { .ncpus = cfg->cpus, .pci = 1 };
+	struct boot_config bcfg = { .kernel_path = cfg->kernel, .initrd_path = cfg->initrd,
+				    .cmdline = cfg->cmdline };
+	struct boot_entry entry;
+	char err[512] = "";
+	int e;
+
+	e = acpi_build(&m->vm.gm, &acfg, &bcfg.rsdp_gpa);
+	if (e < 0) {
+		fprintf(stderr, "kestrel: error: building ACPI tables: %s\n", strerror(-e));
+		return e;
+	}
+	e = boot_load(&m->vm.gm, &bcfg, &entry, err, sizeof(err));
+	if (e < 0) {
+		fprintf(stderr, "kestrel: error: %s\n", err[0] ? err : strerror(-e));
+		return e;
+	}
+	e = machine_host_check(m, cfg, &entry);
+	if (e < 0)
+		return e;
+	e = vm_setup_vcpus(&m->vm, &entry, err, sizeof(err));
+	if (e < 0)
+		fprintf(stderr, "kestrel: error: %s\n", err);
+	return e;
+}
+
+int machine_run(const struct machine_config *cfg)
+{
+	struct machine *m = calloc(1, sizeof(*m));
+	char err[512] = "";
+	int status = 1;
+	int e;
+
+	if (!m) {
+		fprintf(stderr, "kestrel: error: out of memory\n");
+		return 1;
+	}
+	m->sigfd = m->drain_fd = -1;
+	e = chardev_open(&m->console, cfg->console, err, sizeof(err));
+	if (e < 0) {
+		fprintf(stderr, "kestrel: error: %s\n", err);
+		goto out_free;
+	}
+	e = kvm_open(&m->kvm, cfg->kvm_path, err, sizeof(err));
+	if (e < 0) {
+		fprintf(stderr, "kestrel: error: %s\n", err);
+		goto out_console;
+	}
+	e = vm_create(&m->vm, &m->kvm, cfg->mem_size, cfg->cpus, cfg->hugepages ? GM_HUGEPAGES : 0,
+		      err, sizeof(err));
+	if (e < 0) {
+		fprintf(stderr, "kestrel: error: %s\n", err);
+		goto out_kvm;
+	}
+	e = machine_add_devices(m, err, sizeof(err));
+	if (e < 0) {
+		fprintf(stderr, "kestrel: error: %s\n", err);
+		goto out_vm;
+	}
+	e = machine_boot(m, cfg);
+	if (e < 0)
+		goto out_vm;
+	e = machine_setup_loop(m);
+	if (e < 0) {
+		fprintf(stderr, "kestrel: error: event loop: %s\n", strerror(-e));
+		goto out_vm;
+	}
+	machine_tty_raw(m);
+	e = vm_start(&m->vm);
+	if (e < 0)
+		fprintf(stderr, "kestrel: error: starting vCPUs: %s\n", strerror(-e));
+	loop_run(m->loop);
+	status = vm_wait(&m->vm);
+	machine_tty_restore(m);
+	if (cfg->stats)
+		vm_print_stats(&m->vm, stderr);
+	log_info("main", "VM stopped (reason %d), exit status %d", m->vm.stop_reason, status);
+out_vm:
+	vm_destroy(&m->vm);
+out_kvm:
+	kvm_close(&m->kvm);
+out_console:
+	chardev_close(&m->console);
+out_free:
+	loop_free(m->loop);
+	if (m->sigfd >= 0)
+		close(m->sigfd);
+	if (m->drain_fd >= 0)
+		close(m->drain_fd);
+	free(m);
+	return status;
+}

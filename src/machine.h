@@ -1,0 +1,31 @@
+/*
+ * A whole virtual machine as the user asked for it: memory, vCPUs, the
+ * kernel, the legacy devices and the PCI host, wired onto the buses.
+ */
+#ifndef KESTREL_MACHINE_H
+#define KESTREL_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct machine_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	unsigned cpus;
+	uint64_t mem_size;
+	const char *console;        /* stdio | file:PATH | none */
+	bool hugepages;
+	bool stats;
+	bool ignore_host_check;     /* try a stock kernel even on a software KVM */
+	const char *kvm_path;
+};
+
+#define MACHINE_DEFAULT_CPUS 1
+#define MACHINE_DEFAULT_MEM  (256ull << 20)
+#define MACHINE_MIN_MEM      (8ull << 20)
+
+/* Build, boot and run the VM to its end; returns kestrel's exit status. */
+int machine_run(const struct machine_config *cfg);
+
+#endif

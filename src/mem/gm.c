@@ -1,0 +1,135 @@
+#include "mem/gm.h"
+#include "mem/layout.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 0x0004U
+#endif
+
+static void gm_add(struct guest_mem *gm, uint64_t gpa, uint64_t size, uint8_t *host, uint64_t off)
+{
+	struct gm_region *r = &gm->regions[gm->nr_regions++];
+
+	r->gpa = gpa;
+	r->size = size;
+	r->host = host;
+	r->fd_offset = off;
+}
+
+int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags)
+{
+	unsigned mfd_flags = MFD_CLOEXEC;
+	uint64_t low, high;
+	void *map;
+	int fd, err;
+
+	memset(gm, 0, sizeof(*gm));
+	gm->memfd = -1;
+	if (ram_size == 0 || ram_size > GiB(1024))
+		return -EINVAL;
+	if (flags & GM_HUGEPAGES) {
+		mfd_flags |= MFD_HUGETLB;
+		if (ram_size % MiB(2))
+			return -EINVAL;
+	}
+	fd = memfd_create("kestrel-ram", mfd_flags);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)ram_size) < 0) {
+		err = -errno;
+		goto err_close;
+	}
+	map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (map == MAP_FAILED) {
+		err = -errno;
+		goto err_close;
+	}
+	if (!(flags & (GM_HUGEPAGES | GM_NO_THP)))
+		(void)madvise(map, ram_size, MADV_HUGEPAGE); /* best effort: THP */
+
+	low = ram_size < LAYOUT_MMIO32_START ? ram_size : LAYOUT_MMIO32_START;
+	high = ram_size - low;
+	gm_add(gm, 0, low, map, 0);
+	if (high)
+		gm_add(gm, LAYOUT_HIGH_RAM_START, high, (uint8_t *)map + low, low);
+	gm->ram_size = ram_size;
+	gm->memfd = fd;
+	gm->mapping = map;
+	gm->mapping_size = ram_size;
+	gm->owns_mapping = true;
+	return 0;
+
+err_close:
+	close(fd);
+	return err;
+}
+
+void gm_exit(struct guest_mem *gm)
+{
+	if (gm->owns_mapping && gm->mapping)
+		munmap(gm->mapping, gm->mapping_size);
+	if (gm->memfd >= 0)
+		close(gm->memfd);
+	memset(gm, 0, sizeof(*gm));
+	gm->memfd = -1;
+}
+
+void gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *host, uint64_t size)
+{
+	memset(gm, 0, sizeof(*gm));
+	gm->memfd = -1;
+	gm_add(gm, gpa, size, host, 0);
+	gm->ram_size = size;
+}
+
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	uint64_t last;
+
+	if (len == 0)
+		len = 1;
+	if (__builtin_add_overflow(gpa, len - 1, &last))
+		return NULL;
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		const struct gm_region *r = &gm->regions[i];
+
+		if (gpa >= r->gpa && last <= r->gpa + (r->size - 1))
+			return r->host + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, size_t len)
+{
+	const void *p = gm_ptr(gm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(dst, p, len);
+	return 0;
+}
+
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, size_t len)
+{
+	void *p = gm_ptr(gm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(p, src, len);
+	return 0;
+}
+
+bool gm_is_ram(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	return gm_ptr(gm, gpa, len) != NULL;
+}
+
+uint64_t gm_low_ram_end(const struct guest_mem *gm)
+{
+	return gm->nr_regions ? gm->regions[0].gpa + gm->regions[0].size : 0;
+}

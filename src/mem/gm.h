@@ -1,0 +1,62 @@
+/*
+ * Guest memory: regions of guest-physical address space backed by host
+ * memory. Every access takes a length and is checked for overflow and
+ * bounds; devices hold guest addresses, never host pointers.
+ */
+#ifndef KESTREL_GM_H
+#define KESTREL_GM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GM_MAX_REGIONS 4
+
+struct gm_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *host;
+	uint64_t fd_offset;   /* offset of this region in the memfd */
+};
+
+struct guest_mem {
+	struct gm_region regions[GM_MAX_REGIONS];
+	unsigned nr_regions;
+	uint64_t ram_size;    /* total bytes of RAM */
+	int memfd;            /* -1 for test memory */
+	void *mapping;        /* one host mapping of the whole memfd */
+	size_t mapping_size;
+	bool owns_mapping;
+};
+
+enum gm_flags {
+	GM_HUGEPAGES = 1u << 0,  /* back with hugetlbfs pages instead of THP */
+	GM_NO_THP    = 1u << 1,
+};
+
+/*
+ * Allocate `ram_size` bytes of memfd-backed RAM, split around the 32-bit
+ * hole at LAYOUT_MMIO32_START. Returns 0 or -errno.
+ */
+int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags);
+void gm_exit(struct guest_mem *gm);
+
+/* Test helper: describe caller-owned memory as one region at `gpa`. */
+void gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *host, uint64_t size);
+
+/*
+ * Host pointer for [gpa, gpa+len), or NULL if the range overflows or is not
+ * entirely inside one RAM region. len 0 is treated as 1.
+ */
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
+/* Copy in/out; the range may span adjacent regions. 0 or -EFAULT. */
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, size_t len);
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, size_t len);
+
+bool gm_is_ram(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
+/* RAM below the hole (what fits in 32-bit addressing). */
+uint64_t gm_low_ram_end(const struct guest_mem *gm);
+
+#endif
