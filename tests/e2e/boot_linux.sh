@@ -32,12 +32,13 @@ trap 'rm -rf "$work"' EXIT
 out=$work/testbed.out
 
 console_tail() {
-    echo "--- last lines of the test-bed console ($out) ---"
+    echo "--- last lines of the test-bed console ---"
     tail -n "${1:-80}" "$out" | sed 's/^/  | /'
     echo "--- end of console ---"
 }
 
 # Things outside the project that stop the test bed from running at all.
+# shellcheck source=testbed/lib.sh
 . "$testbed/lib.sh"
 if ! tb_ensure_tools 2>"$work/tools.err"; then
     skip testbed "host tools unavailable: $(tail -n 1 "$work/tools.err")"
@@ -70,7 +71,8 @@ EOF
 # its exit; earlyprintk shows how far a guest got if it dies early.
 cmdline="console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 reboot=k"
 start=$(date +%s)
-# shellcheck disable=SC2086
+# The L1 command expands $1/$2 itself, hence single quotes.
+# shellcheck disable=SC2086,SC2016
 "$testbed/testbed.sh" --vmm "$kestrel" --l2-init "$work/l2-init" \
     --timeout "$timeout" ${E2E_TESTBED_ARGS:-} -- \
     sh -c 'timeout "$1" kestrel run --kernel /l2/vmlinuz --initrd /l2/initrd \

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Run every kestrel test and end with one summary line "N passed, N failed, N skipped".
+#   1. unit tests (cmocka) built with ASan + UBSan
+#   2. fuzz targets, each for a bounded time (FUZZ_SECONDS, default 20)
+#   3. KVM tests with the freestanding guests on this machine's /dev/kvm
+#   4. end-to-end tests with a stock Linux guest in the nested test bed
+# Each script prints PASS:/FAIL:/SKIP: lines; this script counts them.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+BUILD=${BUILD:-build}
+ASAN_BUILD=${ASAN_BUILD:-build-asan}
+LOG=$(mktemp -d)
+trap 'rm -rf "$LOG"' EXIT
+passed=0 failed=0 skipped=0
+
+count() { # FILE: add its PASS/FAIL/SKIP lines to the totals
+	local p f s
+	p=$(grep -c '^PASS: ' "$1")
+	f=$(grep -c '^FAIL: ' "$1")
+	s=$(grep -c '^SKIP: ' "$1")
+	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
+section() { echo; echo "=== $* ==="; }
+
+# A stage whose script fails without printing a FAIL line still counts as one failure.
+stage() { # NAME CMD...
+	local name=$1; shift
+	local out=$LOG/$name.log
+	"$@" 2>&1 | tee "$out"
+	local rc=${PIPESTATUS[0]}
+	count "$out"
+	if [ "$rc" != 0 ] && ! grep -q '^FAIL: ' "$out"; then
+		echo "FAIL: $name: exited with status $rc"
+		failed=$((failed + 1))
+	fi
+}
+
+section "unit tests (ASan + UBSan)"
+unit_tests() {
+	[ -d "$ASAN_BUILD" ] || meson setup "$ASAN_BUILD" -Db_sanitize=address,undefined \
+		-Db_lundef=false >/dev/null || return 1
+	ninja -C "$ASAN_BUILD" >"$LOG/asan-build.log" 2>&1 || { tail -30 "$LOG/asan-build.log"; return 1; }
+	local t rc
+	for t in "$ASAN_BUILD"/tests/unit/test_*; do
+		[ -x "$t" ] || continue
+		# TAP output per test case, turned into the PASS/FAIL contract.
+		CMOCKA_MESSAGE_OUTPUT=TAP UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+			"$t" >"$LOG/unit.tap" 2>&1
+		rc=$?
+		sed -n -e "s/^ok [0-9]* - \(.*\)/PASS: unit $(basename "$t"): \1/p" \
+		       -e "s/^not ok [0-9]* - \(.*\)/FAIL: unit $(basename "$t"): \1/p" "$LOG/unit.tap"
+		if [ "$rc" != 0 ] && ! grep -q '^not ok' "$LOG/unit.tap"; then
+			echo "FAIL: unit $(basename "$t"): exited with status $rc"
+			cat "$LOG/unit.tap"
+		elif grep -q '^not ok' "$LOG/unit.tap"; then
+			cat "$LOG/unit.tap"
+		fi
+	done
+}
+stage unit unit_tests
+
+if [ -x fuzz/run.sh ]; then
+	section "fuzz targets (${FUZZ_SECONDS:-20} s each)"
+	stage fuzz fuzz/run.sh "${FUZZ_SECONDS:-20}"
+fi
+
+section "KVM tests (freestanding guests)"
+stage kvm env BUILD="$root/$BUILD" KESTREL_ASAN="$root/$ASAN_BUILD/kestrel" tests/kvm/test_guests.sh
+
+section "end-to-end tests (stock Linux in the nested test bed)"
+for t in tests/e2e/*.sh; do
+	[ -x "$t" ] || continue
+	stage "e2e-$(basename "$t" .sh)" env KESTREL="$root/$BUILD/kestrel" "$t"
+done
+
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]
