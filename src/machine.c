@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <termios.h>
@@ -232,6 +235,51 @@ static int machine_setup_loop(struct machine *m)
 	return e;
 }
 
+/* --- start-up report (bench/) -------------------------------------- */
+
+/*
+ * With KESTREL_STARTUP_T0=<CLOCK_MONOTONIC ns at exec>, print how long it
+ * took from exec to the first KVM_RUN, the CPU time spent, and the resident
+ * memory that is not guest RAM (guest pages counted with mincore()).
+ */
+static void machine_startup_report(struct vm *vm, void *opaque)
+{
+	const char *t0s = getenv("KESTREL_STARTUP_T0");
+	struct timespec now;
+	struct rusage ru;
+	unsigned long long t0, rss_pages = 0, guest_pages = 0;
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned char *vec;
+	size_t npages;
+	FILE *f;
+
+	if (!t0s)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	getrusage(RUSAGE_SELF, &ru);
+	t0 = strtoull(t0s, NULL, 10);
+	f = fopen("/proc/self/statm", "re");
+	if (f) {
+		if (fscanf(f, "%*u %llu", &rss_pages) != 1)
+			rss_pages = 0;
+		fclose(f);
+	}
+	npages = (vm->gm.mapping_size + (size_t)page - 1) / (size_t)page;
+	vec = malloc(npages);
+	if (vec && mincore(vm->gm.mapping, vm->gm.mapping_size, vec) == 0)
+		for (size_t i = 0; i < npages; i++)
+			guest_pages += vec[i] & 1;
+	free(vec);
+	fprintf(stderr, "kestrel: startup: wall_ms=%.3f cpu_ms=%.3f rss_kib=%llu guest_rss_kib=%llu "
+		"overhead_kib=%llu\n",
+		((double)now.tv_sec * 1e9 + (double)now.tv_nsec - (double)t0) / 1e6,
+		(double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+			(double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3,
+		rss_pages * (unsigned long long)page / 1024, guest_pages * (unsigned long long)page / 1024,
+		(rss_pages - (guest_pages < rss_pages ? guest_pages : rss_pages)) *
+			(unsigned long long)page / 1024);
+}
+
 /* --- boot ------------------------------------------------------------ */
 
 static int machine_host_check(const struct machine *m, const struct machine_config *cfg,
@@ -319,6 +367,7 @@ int machine_run(const struct machine_config *cfg)
 		goto out_vm;
 	}
 	machine_tty_raw(m);
+	m->vm.on_first_run = machine_startup_report;
 	e = vm_start(&m->vm);
 	if (e < 0)
 		fprintf(stderr, "kestrel: error: starting vCPUs: %s\n", strerror(-e));

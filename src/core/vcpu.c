@@ -464,6 +464,8 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
+	if (v->id == 0 && v->vm->on_first_run)
+		v->vm->on_first_run(v->vm, v->vm->on_first_run_opaque);
 	while (!vm_stopping(v->vm)) {
 		int r = ioctl(v->fd, KVM_RUN, 0);
 

@@ -61,7 +61,10 @@ struct vm {
 	enum vm_stop_reason stop_reason;
 	int exit_status;
 	int stop_eventfd;     /* readable once a stop was requested (for event loops) */
-	unsigned running_vcpus;
+
+	/* Called on the boot vCPU's thread right before its first KVM_RUN (start-up timing). */
+	void (*on_first_run)(struct vm *vm, void *opaque);
+	void *on_first_run_opaque;
 };
 
 int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus, unsigned gm_flags,
