@@ -28,7 +28,13 @@ else
 fi
 
 cd /root || cd /
-sh /testbed/cmd.sh </dev/null
+if [ -e /testbed/interactive ]; then
+    # make run: the console is the user's terminal; give the command a
+    # controlling tty so the shell in the guest behaves.
+    setsid cttyhack sh /testbed/cmd.sh
+else
+    sh /testbed/cmd.sh </dev/null
+fi
 rc=$?
 echo "TESTBED-STATUS: $rc"
 sync

@@ -30,6 +30,8 @@ exits with COMMAND's status (124: timed out, 125: no status came back).
   --append ARGS          more L1 kernel command-line arguments
   --keep DIR             also copy the L1 console log to DIR/console.log
   --fetch-only           only download/unpack what the test bed needs
+  --interactive          connect this terminal to L1's console (and so to
+                         COMMAND's stdin); used by `make run`
 
 Environment: KESTREL_CACHE (cache root, default ~/.cache/kestrel),
 KESTREL_TESTBED_QEMU (default qemu-system-x86_64).
@@ -41,6 +43,7 @@ vmm=$repo/build/kestrel
 l2_init=$TB_LIB_DIR/l2-init-default.sh
 l2_kernel=cloud l2_modules='' l1_modules='' timeout=600 mem=2048 smp=2 append='' keep=''
 fetch_only=0
+interactive=0
 l2_add=() l1_add=() l1_bin=()
 need() { [ "$2" -ge 2 ] || tb_die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
         --append) need "$1" $#; append=$2; shift 2 ;;
         --keep) need "$1" $#; keep=$2; shift 2 ;;
         --fetch-only) fetch_only=1; shift ;;
+        --interactive) interactive=1; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; break ;;
         *) usage >&2; tb_die "unknown argument '$1' (the command goes after --)" ;;
@@ -128,6 +132,7 @@ for spec in "${l1_bin[@]}"; do
     tb_install_binary "$root" "${spec%%:*}" "/${spec#*:}"
 done
 install -m 0755 "$TB_LIB_DIR/l1-init.sh" "$root/init"
+[ "$interactive" = 1 ] && : >"$root/testbed/interactive"
 
 # The command, each argument single-quoted for a POSIX shell.
 {
@@ -143,6 +148,17 @@ tb_cpio "$root" "$work/l1.cpio" none
 tb_log "L1 initramfs $(( $(stat -c %s "$work/l1.cpio") / 1024 / 1024 )) MiB built in $(( $(date +%s) - start )) s; booting L1 (kernel $TB_KVER, timeout ${timeout} s)"
 
 # --- run -------------------------------------------------------------------
+if [ "$interactive" = 1 ]; then
+    # The terminal is L1's serial console: what is typed reaches COMMAND.
+    qrc=0
+    timeout --foreground --kill-after=10 "$timeout" "$qemu" \
+        -accel tcg,thread=multi -cpu EPYC,+svm,+npt -M q35 -m "$mem" -smp "$smp" \
+        -nodefaults -display none -no-reboot -serial stdio \
+        -kernel "$l1_vmlinuz" -initrd "$work/l1.cpio" \
+        -append "console=ttyS0 quiet panic=-1 $append" \
+        2> >(grep --line-buffered -v "TCG doesn't support requested feature" >&2) || qrc=$?
+    exit "$qrc"
+fi
 log=$work/console.log
 : >"$log"
 timeout --kill-after=10 "$timeout" "$qemu" \
