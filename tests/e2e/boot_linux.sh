@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end: kestrel boots a stock Debian kernel (bzImage) plus a busybox
 # initramfs as L2, inside the nested test bed (testbed/README.md), in one
-# test-bed boot. Checks: kestrel exits 0 after the guest's `reboot -f`, the
-# guest's uname -r is the test-bed kernel's, the guest sees 2 CPUs.
+# test-bed boot, in which kestrel runs twice:
+#  1. --cpus 2: the guest's uname -r is the test-bed kernel's, it sees 2 CPUs,
+#     the PCI host bridge, the CMOS RTC with the host's year, the serial port's
+#     interrupts and the ACPI tables; `reboot -f` (i8042) ends kestrel with 0.
+#  2. --cpus 1 --stats: `poweroff -f` (ACPI S5) ends kestrel with 0, and the
+#     exit statistics are printed.
 #
 # Output: one line per check, PASS:/FAIL:/SKIP:; exit 1 if any FAIL.
 # Environment:
@@ -64,7 +68,14 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 echo "KESTREL-E2E uname=$(uname -r)"
 echo "KESTREL-E2E cpus=$(grep -c ^processor /proc/cpuinfo)"
-reboot -f
+echo "KESTREL-E2E hostbridge=$(cat /sys/bus/pci/devices/0000:00:00.0/vendor 2>/dev/null):$(cat /sys/bus/pci/devices/0000:00:00.0/device 2>/dev/null)"
+echo "KESTREL-E2E rtc=$(cat /sys/class/rtc/rtc0/name 2>/dev/null) $(cat /sys/class/rtc/rtc0/date 2>/dev/null)"
+echo "KESTREL-E2E serial-irqs=$(awk '/ttyS0/ {n=0; for (i=2; i<=NF; i++) if ($i ~ /^[0-9]+$/) n+=$i; else break; print n}' /proc/interrupts)"
+echo "KESTREL-E2E acpi=$(ls /sys/firmware/acpi/tables 2>/dev/null | tr '\n' ',')"
+case " $(cat /proc/cmdline) " in
+*" e2e_end=poweroff "*) poweroff -f ;;
+*) reboot -f ;;
+esac
 EOF
 
 # reboot=k: the guest resets through the i8042, which kestrel turns into
@@ -79,7 +90,11 @@ start=$(date +%s)
                --cpus 2 --memory 512M --cmdline "$2"
            rc=$?
            echo "KESTREL-E2E-L1 kestrel-rc=$rc"
-           exit $rc' sh "$inner_timeout" "$cmdline" \
+           timeout "$1" kestrel run --kernel /l2/vmlinuz --initrd /l2/initrd \
+               --cpus 1 --memory 256M --stats --cmdline "$2 e2e_end=poweroff"
+           rc2=$?
+           echo "KESTREL-E2E-L1 kestrel-poweroff-rc=$rc2"
+           [ $rc = 0 ] && [ $rc2 = 0 ]' sh "$((inner_timeout / 2))" "$cmdline" \
     </dev/null >"$out" 2>&1
 tbrc=$?
 wall=$(($(date +%s) - start))
@@ -97,7 +112,7 @@ case $tbrc in
 esac
 
 if [ "$ok" = 1 ]; then
-    krc=$(sed -n 's/.*KESTREL-E2E-L1 kestrel-rc=\([0-9]*\).*/\1/p' "$out" | tail -n 1)
+    krc=$(sed -n 's/.*KESTREL-E2E-L1 kestrel-rc=\([0-9]*\).*/\1/p' "$out" | head -n 1)
     case $krc in
         0) pass kestrel-exit-status ;;
         '') fail kestrel-exit-status "no status line from L1" ;;
@@ -105,7 +120,7 @@ if [ "$ok" = 1 ]; then
         *) fail kestrel-exit-status "kestrel exited with $krc" ;;
     esac
 
-    uname=$(sed -n 's/.*KESTREL-E2E uname=\([^ ]*\).*/\1/p' "$out" | tail -n 1)
+    uname=$(sed -n 's/.*KESTREL-E2E uname=\([^ ]*\).*/\1/p' "$out" | head -n 1 | tr -d '\r')
     if [ -z "$uname" ]; then
         fail l2-uname "the guest never printed its uname"
     elif [ "$uname" = "$kver" ]; then
@@ -114,7 +129,7 @@ if [ "$ok" = 1 ]; then
         fail l2-uname "guest says '$uname', expected '$kver'"
     fi
 
-    cpus=$(sed -n 's/.*KESTREL-E2E cpus=\([0-9]*\).*/\1/p' "$out" | tail -n 1)
+    cpus=$(sed -n 's/.*KESTREL-E2E cpus=\([0-9]*\).*/\1/p' "$out" | head -n 1)
     if [ -z "$cpus" ]; then
         fail l2-cpus "the guest never printed its CPU count"
     elif [ "$cpus" = 2 ]; then
@@ -122,6 +137,38 @@ if [ "$ok" = 1 ]; then
     else
         fail l2-cpus "guest sees $cpus CPUs, expected 2"
     fi
+
+    # value KEY: the first boot's KESTREL-E2E KEY=... line
+    value() { sed -n "s/.*KESTREL-E2E $1=\(.*\)/\1/p" "$out" | head -n 1 | tr -d '\r'; }
+    hb=$(value hostbridge)
+    if [ "$hb" = "0x8086:0x0d57" ]; then pass l2-pci-host-bridge
+    else fail l2-pci-host-bridge "00:00.0 is '$hb', expected 0x8086:0x0d57"; fi
+
+    rtc=$(value rtc)
+    year=$(date -u +%Y)
+    case $rtc in
+        "rtc_cmos $year-"*) pass l2-rtc-host-time ;;
+        *) fail l2-rtc-host-time "rtc0 says '$rtc', expected rtc_cmos with year $year" ;;
+    esac
+
+    irqs=$(value serial-irqs)
+    if [ -n "$irqs" ] && [ "$irqs" -gt 0 ]; then pass l2-uart-interrupts
+    else fail l2-uart-interrupts "ttyS0 interrupt count '$irqs'"; fi
+
+    acpi=$(value acpi)
+    missing=
+    for t in APIC FACP DSDT MCFG; do
+        case ",$acpi" in *",$t,"*) ;; *) missing="$missing $t" ;; esac
+    done
+    if [ -z "$missing" ]; then pass l2-acpi-tables
+    else fail l2-acpi-tables "missing:$missing (have: $acpi)"; fi
+
+    prc=$(sed -n 's/.*KESTREL-E2E-L1 kestrel-poweroff-rc=\([0-9]*\).*/\1/p' "$out" | tail -n 1)
+    if [ "$prc" = 0 ] && grep -q "reboot: Power down" "$out"; then pass acpi-poweroff-exit-status
+    else fail acpi-poweroff-exit-status "kestrel exited with '$prc' after poweroff -f"; fi
+
+    if grep -q "kestrel: exits by reason" "$out" && grep -q "uart-com1" "$out"; then pass stats-printed
+    else fail stats-printed "no --stats table in the output"; fi
 fi
 
 [ "$failed" = 0 ] || console_tail 80
