@@ -38,6 +38,7 @@ struct machine {
 	struct chardev console;
 	struct uart com1;
 	struct irq com1_irq;
+	struct irq kbd_irq;
 	struct i8042 kbd;
 	struct rtc rtc;
 	struct debug_exit dbg;
@@ -79,7 +80,8 @@ static int machine_add_devices(struct machine *m, char *err, size_t errlen)
 	m->sink = (struct sysevent_sink){ .fire = machine_sysevent, .opaque = m };
 	vm_irq_init(vm, &m->com1_irq, LAYOUT_IRQ_COM1);
 	uart_init(&m->com1, &m->com1_irq, &m->console);
-	i8042_init(&m->kbd, &m->sink);
+	vm_irq_init(vm, &m->kbd_irq, LAYOUT_IRQ_KBD);
+	i8042_init(&m->kbd, &m->sink, &m->kbd_irq);
 	rtc_init(&m->rtc, vm->gm.ram_size);
 	m->dbg.sink = m->sink;
 	acpi_pm_init(&m->pm, &m->sink, LAYOUT_ACPI_S5_TYPE);

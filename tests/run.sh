@@ -44,7 +44,7 @@ unit_tests() {
 	ninja -C "$ASAN_BUILD" >"$LOG/asan-build.log" 2>&1 || { tail -30 "$LOG/asan-build.log"; return 1; }
 	local t rc
 	for t in "$ASAN_BUILD"/tests/unit/test_*; do
-		[ -x "$t" ] || continue
+		[ -f "$t" ] && [ -x "$t" ] || continue
 		# TAP output per test case, turned into the PASS/FAIL contract.
 		CMOCKA_MESSAGE_OUTPUT=TAP UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 			"$t" >"$LOG/unit.tap" 2>&1
@@ -71,7 +71,7 @@ stage kvm env BUILD="$root/$BUILD" KESTREL_ASAN="$root/$ASAN_BUILD/kestrel" test
 
 section "end-to-end tests (stock Linux in the nested test bed)"
 for t in tests/e2e/*.sh; do
-	[ -x "$t" ] || continue
+	[ -f "$t" ] && [ -x "$t" ] || continue
 	stage "e2e-$(basename "$t" .sh)" env KESTREL="$root/$BUILD/kestrel" "$t"
 done
 

@@ -331,28 +331,48 @@ static void dsdt_pci0(struct aml *a)
 	aml_close(a, dev);
 }
 
-static void dsdt_com1(struct aml *a)
+/*
+ * A legacy ISA device with fixed ports and one IRQ. Under HW-reduced ACPI
+ * Linux has no legacy PIC, so ISA IRQs exist only for devices described
+ * here: the UART, the RTC (rtc_cmos) and the i8042 each need their entry.
+ */
+struct dsdt_isa_dev {
+	const char *name, *hid;
+	unsigned uid;
+	uint16_t ports[2];
+	uint8_t lens[2];
+	unsigned irq;
+};
+
+static void dsdt_isa(struct aml *a, const struct dsdt_isa_dev *d)
 {
 	struct aml rt;
 	size_t dev, m;
 
-	dev = aml_device(a, "COM1");
+	dev = aml_device(a, d->name);
 	aml_name(a, "_HID");
-	aml_eisaid(a, "PNP0501");
+	aml_eisaid(a, d->hid);
 	aml_name(a, "_UID");
-	aml_integer(a, 1);
+	aml_integer(a, d->uid);
 	m = aml_method(a, "_STA", 0, 0);
 	aml_return(a);
 	aml_integer(a, 0x0f);          /* present, enabled, shown, functioning */
 	aml_close(a, m);
 
 	aml_init(&rt);
-	rt_io(&rt, LAYOUT_PORT_COM1, 8);
-	rt_irq(&rt, LAYOUT_IRQ_COM1);
+	for (unsigned i = 0; i < 2 && d->lens[i]; i++)
+		rt_io(&rt, d->ports[i], d->lens[i]);
+	rt_irq(&rt, d->irq);
 	name_resources(a, "_CRS", &rt);
 	aml_free(&rt);
 	aml_close(a, dev);
 }
+
+static const struct dsdt_isa_dev dsdt_isa_devs[] = {
+	{ "COM1", "PNP0501", 1, { LAYOUT_PORT_COM1 }, { 8 }, LAYOUT_IRQ_COM1 },
+	{ "RTC0", "PNP0B00", 0, { LAYOUT_PORT_RTC }, { 2 }, LAYOUT_IRQ_RTC },
+	{ "PS2K", "PNP0303", 0, { LAYOUT_PORT_I8042, LAYOUT_PORT_I8042 + 4 }, { 1, 1 }, LAYOUT_IRQ_KBD },
+};
 
 static int dsdt_build(struct aml *a, const struct acpi_config *cfg)
 {
@@ -373,7 +393,8 @@ static int dsdt_build(struct aml *a, const struct acpi_config *cfg)
 	sb = aml_scope(a, "\\_SB_");
 	if (cfg->pci)
 		dsdt_pci0(a);
-	dsdt_com1(a);
+	for (size_t i = 0; i < sizeof(dsdt_isa_devs) / sizeof(dsdt_isa_devs[0]); i++)
+		dsdt_isa(a, &dsdt_isa_devs[i]);
 	aml_close(a, sb);
 	if (a->err)
 		return a->err;

@@ -27,7 +27,7 @@
 /* The 32-bit hole: devices live between here and 4 GiB. RAM is split around it. */
 #define LAYOUT_MMIO32_START    0xc0000000ull
 #define LAYOUT_PCI_MMIO_START  0xc0000000ull /* PCI BAR window */
-#define LAYOUT_PCI_MMIO_SIZE   MiB(512)
+#define LAYOUT_PCI_MMIO_SIZE   MiB(256)
 #define LAYOUT_VIRTIO_MMIO_START 0xd0000000ull /* virtio-mmio slots */
 #define LAYOUT_ECAM_START      0xe0000000ull /* PCIe ECAM, bus 0 only */
 #define LAYOUT_ECAM_SIZE       MiB(1)
@@ -41,6 +41,7 @@
 #define LAYOUT_PORT_COM1       0x3f8
 #define LAYOUT_IRQ_COM1        4
 #define LAYOUT_PORT_I8042      0x60         /* data 0x60, command/status 0x64 */
+#define LAYOUT_IRQ_KBD         1
 #define LAYOUT_PORT_RTC        0x70
 #define LAYOUT_IRQ_RTC         8
 #define LAYOUT_PORT_PCI_CONF   0xcf8        /* 0xcf8..0xcff */

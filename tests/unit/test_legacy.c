@@ -35,7 +35,7 @@ static void test_i8042_reset_command(void **state)
 	struct sysevent_sink sink = { record, &ev };
 	struct i8042 k;
 
-	i8042_init(&k, &sink);
+	i8042_init(&k, &sink, NULL);
 	assert_int_equal(i8042_ctl_ops.read(&k, 0, 1) & 0x04, 0x04);  /* system flag */
 	i8042_ctl_ops.write(&k, 0, 0xfe, 1);
 	assert_int_equal(ev.resets, 1);
@@ -47,7 +47,7 @@ static void test_i8042_commands(void **state)
 	struct sysevent_sink sink = { record, &ev };
 	struct i8042 k;
 
-	i8042_init(&k, &sink);
+	i8042_init(&k, &sink, NULL);
 	i8042_ctl_ops.write(&k, 0, 0xaa, 1);                /* self test */
 	assert_int_equal(i8042_ctl_ops.read(&k, 0, 1) & 1, 1);  /* OBF */
 	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0x55);
@@ -65,6 +65,66 @@ static void test_i8042_commands(void **state)
 	i8042_ctl_ops.write(&k, 0, 0x12, 1);
 	i8042_ctl_ops.write(&k, 0, 0xff, 1);   /* pulse with bit 0 set: no reset line */
 	assert_int_equal(ev.resets, 1);
+}
+
+static void count_pulse(struct irq *irq, bool level)
+{
+	if (level)
+		(*(unsigned *)irq->opaque)++;
+}
+
+static const struct irq_ops count_ops = { .set_level = count_pulse };
+
+static void test_i8042_keyboard(void **state)
+{
+	struct i8042 k;
+	unsigned pulses = 0;
+	struct irq irq = { .ops = &count_ops, .opaque = &pulses };
+	const uint8_t cad[] = { 0x14, 0x11, 0xe0, 0x71 };
+
+	i8042_init(&k, NULL, &irq);
+	/* Linux's keylock check: bit 4 set means not inhibited. */
+	assert_int_equal(i8042_ctl_ops.read(&k, 0, 1) & 0x10, 0x10);
+	/* Identify: ACK then the MF2 id, each byte raising IRQ 1 when it reaches the buffer. */
+	i8042_data_ops.write(&k, 0, 0xf2, 1);
+	assert_int_equal(pulses, 1);
+	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0xfa);
+	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0xab);
+	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0x83);
+	assert_int_equal(pulses, 3);
+	assert_int_equal(i8042_ctl_ops.read(&k, 0, 1) & 1, 0);
+	/* Set LEDs takes an argument; both bytes are ACKed. */
+	i8042_data_ops.write(&k, 0, 0xed, 1);
+	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0xfa);
+	i8042_data_ops.write(&k, 0, 0x07, 1);
+	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0xfa);
+	/* Reset: ACK + self-test passed. */
+	i8042_data_ops.write(&k, 0, 0xff, 1);
+	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0xfa);
+	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0xaa);
+	/* Injected scancodes come out in order. */
+	assert_int_equal(i8042_kbd_input(&k, cad, sizeof(cad)), sizeof(cad));
+	for (size_t i = 0; i < sizeof(cad); i++)
+		assert_int_equal(i8042_data_ops.read(&k, 0, 1), cad[i]);
+	/* The queue is bounded; a flood is cut off, not overrun. */
+	uint8_t flood[64];
+	memset(flood, 0x1c, sizeof(flood));
+	assert_int_equal(i8042_kbd_input(&k, flood, sizeof(flood)), I8042_QUEUE);
+	/* With the keyboard interrupt disabled in the command byte, no IRQ. */
+	for (int i = 0; i < I8042_QUEUE; i++)
+		i8042_data_ops.read(&k, 0, 1);
+	i8042_ctl_ops.write(&k, 0, 0x60, 1);
+	i8042_data_ops.write(&k, 0, 0x44, 1);
+	pulses = 0;
+	i8042_data_ops.write(&k, 0, 0xf4, 1);
+	assert_int_equal(pulses, 0);
+	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0xfa);
+	/* No mouse: AUX bytes vanish and the AUX test reports a fault. */
+	i8042_ctl_ops.write(&k, 0, 0xd4, 1);
+	i8042_data_ops.write(&k, 0, 0xf2, 1);
+	assert_int_equal(i8042_ctl_ops.read(&k, 0, 1) & 1, 0);
+	i8042_ctl_ops.write(&k, 0, 0xa9, 1);
+	assert_int_equal(i8042_data_ops.read(&k, 0, 1), 0x01);
 }
 
 static time_t fixed_now(void)
@@ -172,6 +232,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_i8042_reset_command),
 		cmocka_unit_test(test_i8042_commands),
+		cmocka_unit_test(test_i8042_keyboard),
 		cmocka_unit_test(test_rtc_bcd_time),
 		cmocka_unit_test(test_rtc_binary_12h),
 		cmocka_unit_test(test_rtc_guest_sets_time),
