@@ -40,4 +40,23 @@ static inline void irq_pulse(struct irq *irq)
 	irq_set_level(irq, false);
 }
 
+
+
+/*
+ * Message-signalled interrupts and notification eventfds, as the machine
+ * provides them to transports (KVM GSI routes, irqfd and ioeventfd behind
+ * it; a fake in unit tests).
+ */
+struct msi_host_ops {
+	int (*route_alloc)(void *opaque);                                   /* -> gsi or -errno */
+	int (*route_set)(void *opaque, unsigned gsi, uint64_t addr, uint32_t data);
+	void (*route_free)(void *opaque, unsigned gsi);
+	int (*irqfd)(void *opaque, int fd, unsigned gsi, bool assign);
+	int (*ioeventfd)(void *opaque, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
+};
+
+struct msi_host {
+	const struct msi_host_ops *ops;
+	void *opaque;
+};
 #endif

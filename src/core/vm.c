@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -77,6 +78,7 @@ int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus,
 	}
 	vm->ncpus = ncpus;
 	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_mutex_init(&vm->route_lock, NULL);
 	pthread_cond_init(&vm->stop_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
@@ -130,6 +132,9 @@ void vm_destroy(struct vm *vm)
 	vm->stop_eventfd = -1;
 	bus_exit(&vm->pio);
 	bus_exit(&vm->mmio);
+	free(vm->routes);
+	vm->routes = NULL;
+	vm->nr_routes = vm->cap_routes = 0;
 }
 
 int vm_setup_vcpus(struct vm *vm, const struct boot_entry *entry, char *err, size_t errlen)
@@ -192,6 +197,157 @@ int vm_wait(struct vm *vm)
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_join(&vm->vcpus[i]);
 	return vm->exit_status;
+}
+
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, bool assign)
+{
+	struct kvm_ioeventfd io = {
+		.addr = addr,
+		.len = len,
+		.fd = fd,
+		.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	return kvm_ioctl(vm->fd, KVM_IOEVENTFD, &io);
+}
+
+int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign)
+{
+	struct kvm_irqfd f = { .fd = (uint32_t)fd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
+
+	return kvm_ioctl(vm->fd, KVM_IRQFD, &f);
+}
+
+#define VM_MAX_ROUTES 1024
+#define VM_FIRST_MSI_GSI LAYOUT_IOAPIC_PINS
+
+static int vm_route_add(struct vm *vm, const struct kvm_irq_routing_entry *e)
+{
+	if (vm->nr_routes == vm->cap_routes) {
+		unsigned cap = vm->cap_routes ? vm->cap_routes * 2 : 64;
+		struct kvm_irq_routing_entry *n;
+
+		if (cap > VM_MAX_ROUTES)
+			return -ENOSPC;
+		n = realloc(vm->routes, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		vm->routes = n;
+		vm->cap_routes = cap;
+	}
+	vm->routes[vm->nr_routes++] = *e;
+	return 0;
+}
+
+/*
+ * KVM_SET_GSI_ROUTING replaces the whole table, so ours starts as a copy of
+ * KVM's default: GSIs 0-15 to both PICs and the IOAPIC, 16-23 to the IOAPIC.
+ */
+static int vm_routes_init(struct vm *vm)
+{
+	struct kvm_irq_routing_entry e;
+	int r = 0;
+
+	for (unsigned gsi = 0; gsi < LAYOUT_IOAPIC_PINS && !r; gsi++) {
+		memset(&e, 0, sizeof(e));
+		e.gsi = gsi;
+		e.type = KVM_IRQ_ROUTING_IRQCHIP;
+		if (gsi < 16) {
+			e.u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+			e.u.irqchip.pin = gsi % 8;
+			r = vm_route_add(vm, &e);
+		}
+		e.u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+		e.u.irqchip.pin = gsi;
+		r = r ?: vm_route_add(vm, &e);
+	}
+	vm->next_msi_gsi = VM_FIRST_MSI_GSI;
+	return r;
+}
+
+/* Caller holds route_lock. */
+static int vm_routes_commit(struct vm *vm)
+{
+	size_t sz = sizeof(struct kvm_irq_routing) + vm->nr_routes * sizeof(struct kvm_irq_routing_entry);
+	struct kvm_irq_routing *t = calloc(1, sz);
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	/* Freed MSI slots (type 0) stay in our table for reuse but are not passed on. */
+	for (unsigned i = 0; i < vm->nr_routes; i++)
+		if (vm->routes[i].type != 0)
+			t->entries[t->nr++] = vm->routes[i];
+	r = kvm_ioctl(vm->fd, KVM_SET_GSI_ROUTING, t);
+	free(t);
+	return r < 0 ? r : 0;
+}
+
+int vm_msi_route_alloc(struct vm *vm)
+{
+	struct kvm_irq_routing_entry e = { .type = KVM_IRQ_ROUTING_MSI };
+	int r;
+
+	pthread_mutex_lock(&vm->route_lock);
+	if (!vm->nr_routes && (r = vm_routes_init(vm)) < 0)
+		goto out;
+	/* Reuse a freed GSI (marked with type 0) before growing. */
+	for (unsigned i = 0; i < vm->nr_routes; i++) {
+		if (vm->routes[i].type == 0) {
+			vm->routes[i].type = KVM_IRQ_ROUTING_MSI;
+			memset(&vm->routes[i].u, 0, sizeof(vm->routes[i].u));
+			r = (int)vm->routes[i].gsi;
+			goto out;
+		}
+	}
+	e.gsi = vm->next_msi_gsi;
+	r = vm_route_add(vm, &e);
+	if (r == 0)
+		r = (int)vm->next_msi_gsi++;
+out:
+	pthread_mutex_unlock(&vm->route_lock);
+	return r;
+}
+
+static struct kvm_irq_routing_entry *vm_route_find(struct vm *vm, unsigned gsi)
+{
+	for (unsigned i = 0; i < vm->nr_routes; i++)
+		if (vm->routes[i].gsi == gsi && vm->routes[i].type == KVM_IRQ_ROUTING_MSI)
+			return &vm->routes[i];
+	return NULL;
+}
+
+int vm_msi_route_set(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data)
+{
+	struct kvm_irq_routing_entry *e;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&vm->route_lock);
+	e = vm_route_find(vm, gsi);
+	if (e) {
+		e->u.msi.address_lo = (uint32_t)addr;
+		e->u.msi.address_hi = (uint32_t)(addr >> 32);
+		e->u.msi.data = data;
+		r = vm_routes_commit(vm);
+	}
+	pthread_mutex_unlock(&vm->route_lock);
+	return r;
+}
+
+int vm_msi_route_free(struct vm *vm, unsigned gsi)
+{
+	struct kvm_irq_routing_entry *e;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&vm->route_lock);
+	e = vm_route_find(vm, gsi);
+	if (e) {
+		/* Mark it free; the table only grows. */
+		e->type = 0;
+		r = vm_routes_commit(vm);
+	}
+	pthread_mutex_unlock(&vm->route_lock);
+	return r;
 }
 
 static void vm_irq_set_level(struct irq *irq, bool level)

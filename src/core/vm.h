@@ -62,6 +62,12 @@ struct vm {
 	int exit_status;
 	int stop_eventfd;     /* readable once a stop was requested (for event loops) */
 
+	/* GSI routing: the irqchip defaults plus MSI routes, committed as a whole. */
+	pthread_mutex_t route_lock;
+	struct kvm_irq_routing_entry *routes;
+	unsigned nr_routes, cap_routes;
+	unsigned next_msi_gsi;
+
 	/* Called on the boot vCPU's thread right before its first KVM_RUN (start-up timing). */
 	void (*on_first_run)(struct vm *vm, void *opaque);
 	void *on_first_run_opaque;
@@ -83,6 +89,18 @@ bool vm_stopping(struct vm *vm);
 
 /* An IOAPIC/PIC line as an interrupt object. */
 void vm_irq_init(struct vm *vm, struct irq *irq, unsigned gsi);
+
+/*
+ * Notifications without exits: an eventfd signalled by KVM when the guest
+ * writes `len` bytes (0: any length) at addr (MMIO or PIO), and an eventfd
+ * that injects GSI `gsi` when written. 0 or -errno.
+ */
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
+int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
+/* MSI routes: allocate a GSI for MSI, point it at (addr, data), release it. */
+int vm_msi_route_alloc(struct vm *vm);
+int vm_msi_route_set(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
+int vm_msi_route_free(struct vm *vm, unsigned gsi);
 
 /* Print per-vCPU exit counters and per-device access counters. */
 void vm_print_stats(struct vm *vm, FILE *out);

@@ -151,6 +151,8 @@ static void pci_bar_update(struct pci_dev *d, unsigned idx)
 	if (b->mapped && (!valid || addr != b->mapped_at)) {
 		bus_unregister(bus, b->mapped_at);
 		b->mapped = false;
+		if (d->ops && d->ops->bar_remap)
+			d->ops->bar_remap(d, idx, b->mapped_at, false);
 	}
 	if (valid && !b->mapped) {
 		int e = bus_register(bus, addr, b->size, BUS_SZ_ANY, b->ops, b->opaque, d->name);
@@ -158,6 +160,8 @@ static void pci_bar_update(struct pci_dev *d, unsigned idx)
 		if (e == 0) {
 			b->mapped = true;
 			b->mapped_at = addr;
+			if (d->ops && d->ops->bar_remap)
+				d->ops->bar_remap(d, idx, addr, true);
 		} else {
 			log_guest(&d->host->rl, "pci", "%s: BAR%u at %#llx cannot be mapped (%s)", d->name,
 				  idx, (unsigned long long)addr, e == -EEXIST ? "overlaps another range" : "error");

@@ -61,6 +61,8 @@ struct pci_dev_ops {
 	void (*cfg_write)(struct pci_dev *d, unsigned off, unsigned size, uint32_t value);
 	/* Before a config read, to refresh live fields. Optional. */
 	void (*cfg_read)(struct pci_dev *d, unsigned off, unsigned size);
+	/* A BAR was mapped at addr, or unmapped (mapped false). Optional; for ioeventfds. */
+	void (*bar_remap)(struct pci_dev *d, unsigned bar, uint64_t addr, bool mapped);
 };
 
 struct pci_dev {

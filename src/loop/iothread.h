@@ -1,0 +1,24 @@
+/* An I/O thread: one event loop on its own thread, where device work runs. */
+#ifndef KESTREL_IOTHREAD_H
+#define KESTREL_IOTHREAD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "loop/loop.h"
+
+struct iothread {
+	pthread_t thread;
+	struct loop *loop;
+	char name[16];
+	int cpu;            /* pin to this host CPU, or -1 */
+	bool started;
+};
+
+/* Create the loop (register fds on it before or after start). 0 or -errno. */
+int iothread_init(struct iothread *it, const char *name, int cpu);
+int iothread_start(struct iothread *it);
+/* Stop the loop, join the thread and free the loop. */
+void iothread_exit(struct iothread *it);
+
+#endif
