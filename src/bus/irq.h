@@ -52,7 +52,9 @@ struct msi_host_ops {
 	int (*route_set)(void *opaque, unsigned gsi, uint64_t addr, uint32_t data);
 	void (*route_free)(void *opaque, unsigned gsi);
 	int (*irqfd)(void *opaque, int fd, unsigned gsi, bool assign);
-	int (*ioeventfd)(void *opaque, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
+	/* match >= 0: only writes of that value (then len must be 1, 2, 4 or 8) */
+	int (*ioeventfd)(void *opaque, uint64_t addr, unsigned len, bool pio, int64_t match, int fd,
+			 bool assign);
 };
 
 struct msi_host {

@@ -199,13 +199,15 @@ int vm_wait(struct vm *vm)
 	return vm->exit_status;
 }
 
-int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, bool assign)
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign)
 {
 	struct kvm_ioeventfd io = {
+		.datamatch = match >= 0 ? (uint64_t)match : 0,
 		.addr = addr,
 		.len = len,
 		.fd = fd,
-		.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+		.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN) |
+			 (match >= 0 ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0),
 	};
 
 	return kvm_ioctl(vm->fd, KVM_IOEVENTFD, &io);

@@ -92,10 +92,11 @@ void vm_irq_init(struct vm *vm, struct irq *irq, unsigned gsi);
 
 /*
  * Notifications without exits: an eventfd signalled by KVM when the guest
- * writes `len` bytes (0: any length) at addr (MMIO or PIO), and an eventfd
+ * writes `len` bytes (0: any length) at addr (MMIO or PIO), optionally only the
+ * value `match` (>= 0), and an eventfd
  * that injects GSI `gsi` when written. 0 or -errno.
  */
-int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign);
 int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
 /* MSI routes: allocate a GSI for MSI, point it at (addr, data), release it. */
 int vm_msi_route_alloc(struct vm *vm);

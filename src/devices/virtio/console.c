@@ -1,0 +1,193 @@
+#include "devices/virtio/console.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define VCON_F_EMERG_WRITE 2
+#define VCON_QUEUE_SIZE 256
+#define VCON_RXQ 0
+#define VCON_TXQ 1
+
+struct vcon_config {
+	uint16_t cols;
+	uint16_t rows;
+	uint32_t max_nr_ports;
+	uint32_t emerg_wr;
+} __attribute__((packed));
+_Static_assert(sizeof(struct vcon_config) == 12, "virtio-console config is 12 bytes");
+
+static uint64_t vcon_features(struct virtio_dev *d)
+{
+	return VIRTIO_BIT(VCON_F_EMERG_WRITE);
+}
+
+static void vcon_config_read(struct virtio_dev *d, uint32_t off, void *buf, uint32_t len)
+{
+	struct vcon_config cfg = { .max_nr_ports = htole32(1) };
+
+	memcpy(buf, (uint8_t *)&cfg + off, len);
+}
+
+static void vcon_config_write(struct virtio_dev *d, uint32_t off, const void *buf, uint32_t len)
+{
+	struct virtio_console *c = d->priv;
+	uint8_t ch;
+
+	/* emerg_wr: one character written straight out, even before the queues work. */
+	if (off == offsetof(struct vcon_config, emerg_wr) && len >= 1) {
+		memcpy(&ch, buf, 1);
+		chardev_write(c->out, &ch, 1);
+		c->tx_bytes++;
+	}
+}
+
+static void vcon_tx(struct virtio_console *c)
+{
+	struct virtio_dev *d = &c->vdev;
+	struct virtq *vq = &d->queues[VCON_TXQ];
+	struct vq_elem *e = malloc(sizeof(*e));
+	bool pushed = false;
+
+	if (!e)
+		return;
+	for (unsigned n = 0; n < vq->size; n++) {
+		int rc = vq_pop(vq, e);
+
+		if (rc == -ENOENT)
+			break;
+		if (rc < 0) {
+			virtio_fail(d, "console: bad transmit chain");
+			break;
+		}
+		for (unsigned i = 0; i < e->out_num; i++)
+			chardev_write(c->out, e->iov[i].iov_base, e->iov[i].iov_len);
+		c->tx_bytes += e->out_len;
+		vq_push(vq, e->head, 0);
+		pushed = true;
+	}
+	free(e);
+	if (pushed)
+		virtio_notify_queue(d, VCON_TXQ);
+}
+
+/* Move buffered input into receive buffers; returns true if the buffer drained. */
+static bool vcon_rx(struct virtio_console *c)
+{
+	struct virtio_dev *d = &c->vdev;
+	struct virtq *vq = &d->queues[VCON_RXQ];
+	struct vq_elem *e;
+	bool pushed = false, drained = false;
+
+	if (!(d->status & VIRTIO_STATUS_DRIVER_OK) || !vq->enabled)
+		return false;
+	e = malloc(sizeof(*e));
+	if (!e)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	while (c->rx_len) {
+		int rc = vq_pop(vq, e);
+		size_t n = 0;
+
+		if (rc == -ENOENT)
+			break;
+		if (rc < 0) {
+			pthread_mutex_unlock(&c->lock);
+			virtio_fail(d, "console: bad receive chain");
+			free(e);
+			return false;
+		}
+		while (c->rx_len && n < e->in_len) {
+			size_t chunk = VCON_RX_BUF - c->rx_head;
+
+			if (chunk > c->rx_len)
+				chunk = c->rx_len;
+			if (chunk > e->in_len - n)
+				chunk = e->in_len - n;
+			vq_copy_to_in(e, n, c->rx + c->rx_head, chunk);
+			n += chunk;
+			c->rx_head = (c->rx_head + chunk) % VCON_RX_BUF;
+			c->rx_len -= chunk;
+		}
+		c->rx_bytes += n;
+		vq_push(vq, e->head, (uint32_t)n);
+		pushed = true;
+		drained = c->rx_len == 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(e);
+	if (pushed)
+		virtio_notify_queue(d, VCON_RXQ);
+	return drained;
+}
+
+static void vcon_queue_notify(struct virtio_dev *d, unsigned q)
+{
+	struct virtio_console *c = d->priv;
+
+	if (q == VCON_TXQ)
+		vcon_tx(c);
+	else if (q == VCON_RXQ && vcon_rx(c) && c->rx_drained)
+		c->rx_drained(c->rx_opaque);
+}
+
+static void vcon_wake_cb(void *opaque, uint32_t events)
+{
+	struct virtio_console *c = opaque;
+	uint64_t v;
+
+	if (read(c->wake_fd, &v, sizeof(v)) < 0)
+		return;
+	if (vcon_rx(c) && c->rx_drained)
+		c->rx_drained(c->rx_opaque);
+}
+
+size_t vcon_receive(struct virtio_console *c, const uint8_t *buf, size_t len)
+{
+	uint64_t one = 1;
+	size_t n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (n < len && c->rx_len < VCON_RX_BUF) {
+		c->rx[(c->rx_head + c->rx_len) % VCON_RX_BUF] = buf[n++];
+		c->rx_len++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (n && write(c->wake_fd, &one, sizeof(one)) < 0)
+		return n;
+	return n;
+}
+
+static const struct virtio_dev_ops vcon_ops = {
+	.features = vcon_features,
+	.config_read = vcon_config_read,
+	.config_write = vcon_config_write,
+	.queue_notify = vcon_queue_notify,
+};
+
+int vcon_init(struct virtio_console *c, const struct guest_mem *gm, struct chardev *out, struct loop *loop)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	c->out = out;
+	c->loop = loop;
+	virtio_dev_init(&c->vdev, "virtio-console", VIRTIO_ID_CONSOLE, &vcon_ops, c, 2, VCON_QUEUE_SIZE,
+			sizeof(struct vcon_config), gm);
+	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->wake_fd < 0)
+		return -errno;
+	return loop_add(loop, c->wake_fd, EPOLLIN, vcon_wake_cb, c);
+}
+
+void vcon_exit(struct virtio_console *c)
+{
+	if (c->wake_fd >= 0) {
+		loop_del(c->loop, c->wake_fd);
+		close(c->wake_fd);
+	}
+	c->wake_fd = -1;
+}

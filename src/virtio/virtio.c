@@ -1,0 +1,187 @@
+/*
+ * The transport-independent part of a virtio device: feature negotiation,
+ * the status state machine, queue activation, interrupts and the
+ * NEEDS_RESET path for drivers that break the protocol.
+ */
+#include "virtio/virtio.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* What every kestrel virtio device offers on top of its own bits. */
+#define VIRTIO_CORE_FEATURES \
+	(VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC))
+
+void virtio_dev_init(struct virtio_dev *d, const char *name, uint16_t device_id,
+		     const struct virtio_dev_ops *ops, void *priv, unsigned num_queues,
+		     uint16_t max_queue_size, uint32_t config_size, const struct guest_mem *gm)
+{
+	memset(d, 0, sizeof(*d));
+	pthread_mutex_init(&d->lock, NULL);
+	d->name = name;
+	d->device_id = device_id;
+	d->ops = ops;
+	d->priv = priv;
+	d->gm = gm;
+	d->config_size = config_size;
+	d->num_queues = num_queues > VIRTIO_MAX_QUEUES ? VIRTIO_MAX_QUEUES : num_queues;
+	d->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
+	for (unsigned i = 0; i < d->num_queues; i++) {
+		d->queues[i].max_size = max_queue_size;
+		d->queues[i].size = max_queue_size;
+		d->queues[i].msix_vector = 0xffff;
+		vq_reset(&d->queues[i]);
+	}
+	d->host_features = VIRTIO_CORE_FEATURES | (ops->features ? ops->features(d) : 0);
+}
+
+bool virtio_has_feature(const struct virtio_dev *d, unsigned bit)
+{
+	return bit < 64 && (d->driver_features & VIRTIO_BIT(bit));
+}
+
+uint32_t virtio_get_host_features(struct virtio_dev *d, unsigned sel)
+{
+	return sel == 0 ? (uint32_t)d->host_features : sel == 1 ? (uint32_t)(d->host_features >> 32) : 0;
+}
+
+void virtio_set_driver_features(struct virtio_dev *d, unsigned sel, uint32_t value)
+{
+	pthread_mutex_lock(&d->lock);
+	/* Features are frozen once FEATURES_OK is set. */
+	if (!(d->status & VIRTIO_STATUS_FEATURES_OK)) {
+		if (sel == 0)
+			d->driver_features = (d->driver_features & ~0xffffffffull) | value;
+		else if (sel == 1)
+			d->driver_features = (d->driver_features & 0xffffffffull) | ((uint64_t)value << 32);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Caller holds d->lock. */
+static void virtio_reset_locked(struct virtio_dev *d)
+{
+	if (d->ops->reset && (d->status & VIRTIO_STATUS_DRIVER_OK))
+		d->ops->reset(d);
+	d->status = 0;
+	d->driver_features = 0;
+	for (unsigned i = 0; i < d->num_queues; i++) {
+		struct virtq *q = &d->queues[i];
+
+		q->enabled = false;
+		q->size = q->max_size;
+		q->msix_vector = 0xffff;
+		q->desc_gpa = q->avail_gpa = q->used_gpa = 0;
+		vq_reset(q);
+	}
+}
+
+void virtio_reset(struct virtio_dev *d)
+{
+	pthread_mutex_lock(&d->lock);
+	virtio_reset_locked(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static bool virtio_features_acceptable(struct virtio_dev *d)
+{
+	uint64_t f = d->driver_features;
+
+	/* kestrel is a modern-only device: a legacy driver is refused here. */
+	if (!(f & VIRTIO_BIT(VIRTIO_F_VERSION_1)))
+		return false;
+	if (f & ~d->host_features)
+		return false;
+	return !d->ops->features_ok || d->ops->features_ok(d, f);
+}
+
+/* Caller holds d->lock. 0, or -errno after which the device needs a reset. */
+static int virtio_activate_locked(struct virtio_dev *d)
+{
+	bool event_idx = virtio_has_feature(d, VIRTIO_F_EVENT_IDX);
+	bool indirect = virtio_has_feature(d, VIRTIO_F_INDIRECT_DESC);
+
+	for (unsigned i = 0; i < d->num_queues; i++) {
+		struct virtq *q = &d->queues[i];
+
+		if (!q->enabled)
+			continue;
+		if (vq_activate(q, d->gm, event_idx, indirect) < 0) {
+			log_guest(&d->rl, d->name, "queue %u: ring addresses are not in guest RAM", i);
+			return -EINVAL;
+		}
+	}
+	return d->ops->activate ? d->ops->activate(d) : 0;
+}
+
+void virtio_set_status(struct virtio_dev *d, uint8_t status)
+{
+	bool fail = false;
+
+	pthread_mutex_lock(&d->lock);
+	if (status == 0) {
+		virtio_reset_locked(d);
+		goto out;
+	}
+	/* FEATURES_OK sticks only if the negotiated set is acceptable. */
+	if ((status & VIRTIO_STATUS_FEATURES_OK) && !(d->status & VIRTIO_STATUS_FEATURES_OK) &&
+	    !virtio_features_acceptable(d))
+		status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(d->status & VIRTIO_STATUS_DRIVER_OK)) {
+		if (!(status & VIRTIO_STATUS_FEATURES_OK) || virtio_activate_locked(d) < 0) {
+			status &= (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
+			fail = true;
+		}
+	}
+	/* NEEDS_RESET is the device's to set, never the driver's. */
+	d->status = (uint8_t)((status & ~VIRTIO_STATUS_NEEDS_RESET) | (d->status & VIRTIO_STATUS_NEEDS_RESET));
+	if (fail)
+		d->status |= VIRTIO_STATUS_NEEDS_RESET;
+out:
+	pthread_mutex_unlock(&d->lock);
+	if (fail)
+		virtio_notify_config(d);
+}
+
+void virtio_notify_queue(struct virtio_dev *d, unsigned q)
+{
+	if (q >= d->num_queues || !d->tops)
+		return;
+	if (!vq_need_notify(&d->queues[q])) {
+		__atomic_add_fetch(&d->metrics.suppressed, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	__atomic_add_fetch(&d->metrics.interrupts, 1, __ATOMIC_RELAXED);
+	d->tops->notify_queue(d, q);
+}
+
+void virtio_notify_config(struct virtio_dev *d)
+{
+	if (!d->tops)
+		return;
+	__atomic_add_fetch(&d->config_generation, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&d->metrics.interrupts, 1, __ATOMIC_RELAXED);
+	d->tops->notify_config(d);
+}
+
+void virtio_fail(struct virtio_dev *d, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	bool first;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&d->lock);
+	first = !(d->status & VIRTIO_STATUS_NEEDS_RESET);
+	d->status |= VIRTIO_STATUS_NEEDS_RESET;
+	pthread_mutex_unlock(&d->lock);
+	__atomic_add_fetch(&d->metrics.errors, 1, __ATOMIC_RELAXED);
+	if (!first)
+		return;
+	log_guest(&d->rl, d->name, "driver error, device needs reset: %s", msg);
+	virtio_notify_config(d);
+}
