@@ -28,32 +28,9 @@
 #include "loop/loop.h"
 #include "mem/layout.h"
 #include "util/log.h"
+#include "machine_priv.h"
 
 #define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
-
-struct machine {
-	struct kvm kvm;
-	struct vm vm;
-	struct loop *loop;
-	struct chardev console;
-	struct uart com1;
-	struct irq com1_irq;
-	struct irq kbd_irq;
-	struct i8042 kbd;
-	struct rtc rtc;
-	struct debug_exit dbg;
-	struct acpi_pm pm;
-	struct pci_host pci;
-	struct sysevent_sink sink;
-	int sigfd;
-	/* Console input waiting for room in the UART FIFO. */
-	uint8_t pending[256];
-	size_t pending_len, pending_off;
-	int drain_fd;
-	bool escape;
-	bool raw_tty;
-	struct termios saved_tty;
-};
 
 static void machine_sysevent(void *opaque, enum sysevent ev, int status)
 {
@@ -72,14 +49,24 @@ static void machine_sysevent(void *opaque, enum sysevent ev, int status)
 	}
 }
 
-static int machine_add_devices(struct machine *m, char *err, size_t errlen)
+static size_t machine_uart_rx(void *opaque, const uint8_t *buf, size_t len)
+{
+	return uart_receive(opaque, buf, len);
+}
+
+static size_t machine_vcon_rx(void *opaque, const uint8_t *buf, size_t len)
+{
+	return vcon_receive(opaque, buf, len);
+}
+
+static int machine_add_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen)
 {
 	struct vm *vm = &m->vm;
 	int e = 0;
 
 	m->sink = (struct sysevent_sink){ .fire = machine_sysevent, .opaque = m };
 	vm_irq_init(vm, &m->com1_irq, LAYOUT_IRQ_COM1);
-	uart_init(&m->com1, &m->com1_irq, &m->console);
+	uart_init(&m->com1, &m->com1_irq, cfg->virtio_console ? NULL : &m->console);
 	vm_irq_init(vm, &m->kbd_irq, LAYOUT_IRQ_KBD);
 	i8042_init(&m->kbd, &m->sink, &m->kbd_irq);
 	rtc_init(&m->rtc, vm->gm.ram_size);
@@ -94,9 +81,21 @@ static int machine_add_devices(struct machine *m, char *err, size_t errlen)
 	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_DEBUG_EXIT, 1, BUS_SZ_ANY, &debug_exit_ops, &m->dbg, "debug-exit");
 	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_ACPI_PM, 2, BUS_SZ_1, &acpi_pm_ops, &m->pm, "acpi-pm");
 	e = e ?: pci_host_register(&m->pci, LAYOUT_ECAM_START);
-	if (e)
+	if (e) {
 		snprintf(err, errlen, "registering devices: %s", strerror(-e));
-	return e;
+		return e;
+	}
+	e = machine_add_virtio_devices(m, cfg, err, errlen);
+	if (e)
+		return e;
+	if (m->vcon) {
+		m->console_rx = machine_vcon_rx;
+		m->console_rx_opaque = m->vcon;
+	} else {
+		m->console_rx = machine_uart_rx;
+		m->console_rx_opaque = &m->com1;
+	}
+	return 0;
 }
 
 /* --- console --------------------------------------------------------- */
@@ -127,7 +126,8 @@ static void machine_tty_raw(struct machine *m)
 static void machine_console_flush(struct machine *m)
 {
 	while (m->pending_off < m->pending_len) {
-		size_t n = uart_receive(&m->com1, m->pending + m->pending_off, m->pending_len - m->pending_off);
+		size_t n = m->console_rx(m->console_rx_opaque, m->pending + m->pending_off,
+					 m->pending_len - m->pending_off);
 
 		if (n == 0)
 			break;
@@ -229,6 +229,10 @@ static int machine_setup_loop(struct machine *m)
 		return -errno;
 	m->com1.rx_drained = machine_rx_drained;
 	m->com1.rx_opaque = m;
+	if (m->vcon) {
+		m->vcon->rx_drained = machine_rx_drained;
+		m->vcon->rx_opaque = m;
+	}
 	e = loop_add(m->loop, m->sigfd, EPOLLIN, machine_signal_cb, m);
 	e = e ?: loop_add(m->loop, m->vm.stop_eventfd, EPOLLIN, machine_stop_cb, m);
 	e = e ?: loop_add(m->loop, m->drain_fd, EPOLLIN, machine_drain_cb, m);
@@ -303,7 +307,7 @@ static int machine_boot(struct machine *m, const struct machine_config *cfg)
 {
 	struct acpi_config acfg = { .ncpus = cfg->cpus, .pci = 1 };
 	struct boot_config bcfg = { .kernel_path = cfg->kernel, .initrd_path = cfg->initrd,
-				    .cmdline = cfg->cmdline };
+				    .cmdline = m->cmdline ? m->cmdline : cfg->cmdline };
 	struct boot_entry entry;
 	char err[512] = "";
 	int e;
@@ -355,19 +359,26 @@ int machine_run(const struct machine_config *cfg)
 		fprintf(stderr, "kestrel: error: %s\n", err);
 		goto out_kvm;
 	}
-	e = machine_add_devices(m, err, sizeof(err));
+	e = machine_add_devices(m, cfg, err, sizeof(err));
 	if (e < 0) {
 		fprintf(stderr, "kestrel: error: %s\n", err);
-		goto out_vm;
+		goto out_devices;
 	}
 	e = machine_boot(m, cfg);
 	if (e < 0)
-		goto out_vm;
+		goto out_devices;
 	e = machine_setup_loop(m);
 	if (e < 0) {
 		fprintf(stderr, "kestrel: error: event loop: %s\n", strerror(-e));
-		goto out_vm;
+		goto out_devices;
 	}
+	e = machine_start_iothreads(m);
+	if (e < 0) {
+		fprintf(stderr, "kestrel: error: starting I/O threads: %s\n", strerror(-e));
+		goto out_devices;
+	}
+	for (unsigned i = 0; i < cfg->cpus && cfg->n_vcpu_cpus; i++)
+		m->vm.vcpus[i].cpu = cfg->vcpu_cpus[i % cfg->n_vcpu_cpus];
 	machine_tty_raw(m);
 	m->vm.on_first_run = machine_startup_report;
 	e = vm_start(&m->vm);
@@ -376,10 +387,13 @@ int machine_run(const struct machine_config *cfg)
 	loop_run(m->loop);
 	status = vm_wait(&m->vm);
 	machine_tty_restore(m);
-	if (cfg->stats)
+	if (cfg->stats) {
 		vm_print_stats(&m->vm, stderr);
+		machine_print_virtio_stats(m, stderr);
+	}
 	log_info("main", "VM stopped (reason %d), exit status %d", m->vm.stop_reason, status);
-out_vm:
+out_devices:
+	machine_free_virtio_devices(m);
 	vm_destroy(&m->vm);
 out_kvm:
 	kvm_close(&m->kvm);

@@ -8,6 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define MACHINE_MAX_DISKS 8
+#define MACHINE_MAX_NETS 4
+
 struct machine_config {
 	const char *kernel;
 	const char *initrd;
@@ -19,6 +22,21 @@ struct machine_config {
 	bool stats;
 	bool ignore_host_check;     /* try a stock kernel even on a software KVM */
 	const char *kvm_path;
+
+	/* Paravirtual devices */
+	bool rng;                   /* --rng */
+	bool virtio_console;        /* --console virtio: stdio on hvc0 instead of COM1 */
+	bool transport_mmio;        /* --transport mmio */
+	const char *disks[MACHINE_MAX_DISKS];
+	unsigned ndisks;
+	const char *nets[MACHINE_MAX_NETS];
+	unsigned nnets;
+
+	/* --pin vcpu=LIST,io=LIST: host CPUs for vCPU threads and I/O threads (round robin) */
+	int vcpu_cpus[64];
+	unsigned n_vcpu_cpus;
+	int io_cpus[64];
+	unsigned n_io_cpus;
 };
 
 #define MACHINE_DEFAULT_CPUS 1

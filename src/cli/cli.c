@@ -21,7 +21,13 @@ static const char usage_text[] =
 	"  --cmdline STR        kernel command line\n"
 	"  --cpus N             number of vCPUs, 1..32 (default 1)\n"
 	"  --memory SIZE        guest RAM, e.g. 512M or 2G; a plain number is MiB (default 256M)\n"
-	"  --console SPEC       COM1 console: stdio (default), file:PATH or none\n"
+	"  --console SPEC       the console: stdio (default, on COM1), file:PATH, none, or\n"
+	"                       virtio (stdio on a virtio-console, hvc0 in the guest)\n"
+	"  --rng                a virtio-rng device fed from getrandom()\n"
+	"  --transport pci|mmio virtio transport (default pci; mmio needs a guest kernel\n"
+	"                       with virtio_mmio.device= support, which kestrel passes)\n"
+	"  --pin vcpu=LIST[,io=LIST]  pin vCPU threads and I/O threads to host CPUs,\n"
+	"                       LIST like 0-1 or 0,2 (round robin)\n"
 	"  --hugepages          back guest RAM with hugetlbfs pages (default: THP)\n"
 	"  --stats              print exits per vCPU and device accesses when the VM ends\n"
 	"  --ignore-host-check  boot a stock kernel even when /dev/kvm has no hardware\n"
@@ -80,7 +86,78 @@ static int parse_uint(const char *s, unsigned *out)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_HUGEPAGES,
-       OPT_STATS, OPT_IGNORE_HOST, OPT_KVM };
+       OPT_STATS, OPT_IGNORE_HOST, OPT_KVM, OPT_RNG, OPT_TRANSPORT, OPT_PIN };
+
+/* "0-3,6" -> cpus[]; 0 or -EINVAL. */
+int cli_parse_cpulist(const char *s, int *cpus, unsigned max, unsigned *n)
+{
+	const char *p = s;
+
+	*n = 0;
+	while (*p) {
+		char *end;
+		unsigned long a, b;
+
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		a = strtoul(p, &end, 10);
+		b = a;
+		if (*end == '-') {
+			if (end[1] < '0' || end[1] > '9')
+				return -EINVAL;
+			b = strtoul(end + 1, &end, 10);
+		}
+		if (b < a || b > 4095)
+			return -EINVAL;
+		for (unsigned long c = a; c <= b; c++) {
+			if (*n == max)
+				return -EINVAL;
+			cpus[(*n)++] = (int)c;
+		}
+		if (*end == ',' && end[1])
+			end++;
+		else if (*end)
+			return -EINVAL;
+		p = end;
+	}
+	return *n ? 0 : -EINVAL;
+}
+
+/* "vcpu=0-1,io=2": the lists run until the next "key=". */
+static int cli_parse_pin(const char *arg, struct machine_config *cfg)
+{
+	char buf[256], *key, *next;
+
+	if (strlen(arg) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, arg);
+	key = buf;
+	while (key && *key) {
+		char *eq = strchr(key, '='), *val;
+
+		if (!eq)
+			return -EINVAL;
+		*eq = '\0';
+		val = eq + 1;
+		/* The value ends where the next key starts: ",io=" or ",vcpu=". */
+		next = strstr(val, ",io=");
+		if (!next)
+			next = strstr(val, ",vcpu=");
+		if (next)
+			*next++ = '\0';
+		if (!strcmp(key, "vcpu")) {
+			if (cli_parse_cpulist(val, cfg->vcpu_cpus, 64, &cfg->n_vcpu_cpus))
+				return -EINVAL;
+		} else if (!strcmp(key, "io")) {
+			if (cli_parse_cpulist(val, cfg->io_cpus, 64, &cfg->n_io_cpus))
+				return -EINVAL;
+		} else {
+			return -EINVAL;
+		}
+		key = next;
+	}
+	return 0;
+}
 
 int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, size_t errlen)
 {
@@ -95,6 +172,9 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 		{ "stats", no_argument, NULL, OPT_STATS },
 		{ "ignore-host-check", no_argument, NULL, OPT_IGNORE_HOST },
 		{ "kvm", required_argument, NULL, OPT_KVM },
+		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "transport", required_argument, NULL, OPT_TRANSPORT },
+		{ "pin", required_argument, NULL, OPT_PIN },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -127,7 +207,28 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 				return CLI_EXIT_USAGE;
 			}
 			break;
-		case OPT_CONSOLE: cfg->console = optarg; break;
+		case OPT_CONSOLE:
+			if (!strcmp(optarg, "virtio")) {
+				cfg->virtio_console = true;
+				cfg->console = "stdio";
+			} else {
+				cfg->console = optarg;
+			}
+			break;
+		case OPT_RNG: cfg->rng = true; break;
+		case OPT_TRANSPORT:
+			if (strcmp(optarg, "pci") && strcmp(optarg, "mmio")) {
+				snprintf(err, errlen, "--transport: '%s' is not pci or mmio", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			cfg->transport_mmio = !strcmp(optarg, "mmio");
+			break;
+		case OPT_PIN:
+			if (cli_parse_pin(optarg, cfg)) {
+				snprintf(err, errlen, "--pin: '%s' is not like vcpu=0-1,io=2", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			break;
 		case OPT_HUGEPAGES: cfg->hugepages = true; break;
 		case OPT_STATS: cfg->stats = true; break;
 		case OPT_IGNORE_HOST: cfg->ignore_host_check = true; break;

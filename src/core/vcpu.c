@@ -7,6 +7,7 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,6 +69,7 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned id, char *err, size_t er
 	v->vm = vm;
 	v->id = id;
 	v->fd = fd;
+	v->cpu = -1;
 	v->run = run;
 	return 0;
 }
@@ -464,6 +466,14 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
+	if (v->cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(v->cpu, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
+			log_warn("vcpu", "vCPU %u: cannot pin to host CPU %d", v->id, v->cpu);
+	}
 	if (v->id == 0 && v->vm->on_first_run)
 		v->vm->on_first_run(v->vm, v->vm->on_first_run_opaque);
 	while (!vm_stopping(v->vm)) {

@@ -33,6 +33,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	int cpu;              /* host CPU to pin to, or -1 */
 	struct vcpu_stats stats;
 };
 

@@ -88,6 +88,8 @@ static void vpci_route_update(struct virtio_pci *vp, unsigned v)
 	}
 	if (r < 0)
 		log_guest(&vp->rl, vp->vdev->name, "MSI-X vector %u: route setup failed (%d)", v, r);
+	log_debug(vp->vdev->name, "MSI-X vector %u -> gsi %d addr %#llx data %#x", v, vp->vec_gsi[v],
+		  (unsigned long long)addr, le32toh(e->data));
 }
 
 static void vpci_fire_vector(struct virtio_pci *vp, unsigned v)
@@ -128,6 +130,9 @@ static void vpci_notify_queue(struct virtio_dev *d, unsigned q)
 {
 	struct virtio_pci *vp = vp_of(d);
 
+	log_debug(d->name, "interrupt queue %u: msix %d vector %u gsi %d", q, vp->msix_enabled,
+		  d->queues[q].msix_vector,
+		  d->queues[q].msix_vector < VPCI_MAX_VECTORS ? vp->vec_gsi[d->queues[q].msix_vector] : -2);
 	if (vp->msix_enabled) {
 		uint16_t v = d->queues[q].msix_vector;
 
@@ -172,8 +177,10 @@ static void vpci_kick_cb(void *opaque, uint32_t events)
 	struct vpci_kick_ctx *k = opaque;
 	uint64_t v;
 
-	if (read(k->vp->kick_fd[k->q], &v, sizeof(v)) == sizeof(v))
+	if (read(k->vp->kick_fd[k->q], &v, sizeof(v)) == sizeof(v)) {
+		log_debug(k->vp->vdev->name, "kick queue %u (status %#x)", k->q, k->vp->vdev->status);
 		vpci_kick(k->vp, k->q);
+	}
 }
 
 static void vpci_bar_remap(struct pci_dev *pd, unsigned bar, uint64_t addr, bool mapped)
@@ -204,6 +211,8 @@ static void vpci_bar_remap(struct pci_dev *pd, unsigned bar, uint64_t addr, bool
 	}
 	vp->kicks_on_ioeventfd = mapped;
 	vp->bar0_addr = mapped ? addr : 0;
+	log_debug(d->name, "BAR0 %s at %#llx, kicks on ioeventfd", mapped ? "mapped" : "unmapped",
+		  (unsigned long long)addr);
 }
 
 /* --- common configuration ------------------------------------------------ */

@@ -51,25 +51,29 @@ static void vcon_tx(struct virtio_console *c)
 	struct virtio_dev *d = &c->vdev;
 	struct virtq *vq = &d->queues[VCON_TXQ];
 	struct vq_elem *e = malloc(sizeof(*e));
-	bool pushed = false;
+	bool pushed = false, ok = true;
 
 	if (!e)
 		return;
-	for (unsigned n = 0; n < vq->size; n++) {
-		int rc = vq_pop(vq, e);
+	do {
+		vq_disable_kicks(vq);
+		for (unsigned n = 0; n < vq->size; n++) {
+			int rc = vq_pop(vq, e);
 
-		if (rc == -ENOENT)
-			break;
-		if (rc < 0) {
-			virtio_fail(d, "console: bad transmit chain");
-			break;
+			if (rc == -ENOENT)
+				break;
+			if (rc < 0) {
+				virtio_fail(d, "console: bad transmit chain");
+				ok = false;
+				break;
+			}
+			for (unsigned i = 0; i < e->out_num; i++)
+				chardev_write(c->out, e->iov[i].iov_base, e->iov[i].iov_len);
+			c->tx_bytes += e->out_len;
+			vq_push(vq, e->head, 0);
+			pushed = true;
 		}
-		for (unsigned i = 0; i < e->out_num; i++)
-			chardev_write(c->out, e->iov[i].iov_base, e->iov[i].iov_len);
-		c->tx_bytes += e->out_len;
-		vq_push(vq, e->head, 0);
-		pushed = true;
-	}
+	} while (ok && vq_enable_kicks(vq));
 	free(e);
 	if (pushed)
 		virtio_notify_queue(d, VCON_TXQ);
@@ -120,6 +124,8 @@ static bool vcon_rx(struct virtio_console *c)
 	}
 	pthread_mutex_unlock(&c->lock);
 	free(e);
+	/* Ask for a kick when the driver adds receive buffers (avail_event with EVENT_IDX). */
+	vq_enable_kicks(vq);
 	if (pushed)
 		virtio_notify_queue(d, VCON_RXQ);
 	return drained;

@@ -5,8 +5,8 @@
 #include <sys/random.h>
 
 #define RNG_QUEUE_SIZE 256
-/* Per kick, at most one ring's worth of requests and this many bytes. */
-#define RNG_MAX_BYTES_PER_KICK (1u << 20)
+/* A request gets at most this much entropy, however large its buffer. */
+#define RNG_MAX_BYTES_PER_REQ (64u << 10)
 
 /* Fill the device-writable part of one request; returns bytes written. */
 static uint32_t rng_fill(const struct vq_elem *e, uint32_t budget)
@@ -27,32 +27,41 @@ static uint32_t rng_fill(const struct vq_elem *e, uint32_t budget)
 	return written;
 }
 
-static void rng_queue_notify(struct virtio_dev *d, unsigned q)
+/* One pass over the available ring, at most its size; false after a protocol violation. */
+static bool rng_round(struct virtio_rng *r, struct virtq *vq, struct vq_elem *e, bool *pushed)
 {
-	struct virtio_rng *r = d->priv;
-	struct virtq *vq = &d->queues[q];
-	struct vq_elem *e = malloc(sizeof(*e));
-	uint32_t budget = RNG_MAX_BYTES_PER_KICK;
-	bool pushed = false;
-
-	if (!e)
-		return;
-	for (unsigned n = 0; n < vq->size && budget; n++) {
+	for (unsigned n = 0; n < vq->size; n++) {
 		int rc = vq_pop(vq, e);
 		uint32_t w;
 
 		if (rc == -ENOENT)
 			break;
 		if (rc < 0) {
-			virtio_fail(d, "rng: bad descriptor chain");
-			break;
+			virtio_fail(&r->vdev, "rng: bad descriptor chain");
+			return false;
 		}
-		w = rng_fill(e, budget);
-		budget -= w;
+		w = rng_fill(e, RNG_MAX_BYTES_PER_REQ);
 		r->bytes += w;
 		vq_push(vq, e->head, w);
-		pushed = true;
+		*pushed = true;
 	}
+	return true;
+}
+
+static void rng_queue_notify(struct virtio_dev *d, unsigned q)
+{
+	struct virtio_rng *r = d->priv;
+	struct virtq *vq = &d->queues[q];
+	struct vq_elem *e = malloc(sizeof(*e));
+	bool pushed = false, ok = true;
+
+	if (!e)
+		return;
+	/* Kicks off while we work; re-arming reports requests that raced in. */
+	do {
+		vq_disable_kicks(vq);
+		ok = rng_round(r, vq, e, &pushed);
+	} while (ok && vq_enable_kicks(vq));
 	free(e);
 	if (pushed)
 		virtio_notify_queue(d, q);

@@ -1,0 +1,79 @@
+/* The machine's parts, shared by machine.c (legacy devices, boot, run) and machine_virtio.c. */
+#ifndef KESTREL_MACHINE_PRIV_H
+#define KESTREL_MACHINE_PRIV_H
+
+#include <termios.h>
+
+#include "backends/chardev.h"
+#include "bus/irq.h"
+#include "core/kvm.h"
+#include "core/vm.h"
+#include "devices/legacy/acpi_pm.h"
+#include "devices/legacy/debug_exit.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/rtc.h"
+#include "devices/legacy/uart.h"
+#include "devices/pci/pci.h"
+#include "devices/virtio/console.h"
+#include "devices/virtio/rng.h"
+#include "loop/iothread.h"
+#include "loop/loop.h"
+#include "machine.h"
+#include "virtio/mmio.h"
+#include "virtio/pci.h"
+
+#define MACHINE_MAX_VDEVS 16
+
+/* One virtio device with its I/O thread and transport. */
+struct machine_vdev {
+	struct virtio_dev *vdev;
+	struct iothread io;
+	struct virtio_pci *pci;
+	struct virtio_mmio *mmio;
+	uint64_t mmio_base;
+	unsigned gsi;
+	void (*free)(void *dev);       /* the device object's destructor */
+	void *dev;
+};
+
+struct machine {
+	struct kvm kvm;
+	struct vm vm;
+	struct loop *loop;
+	struct chardev console;
+	struct uart com1;
+	struct irq com1_irq;
+	struct irq kbd_irq;
+	struct i8042 kbd;
+	struct rtc rtc;
+	struct debug_exit dbg;
+	struct acpi_pm pm;
+	struct pci_host pci;
+	struct sysevent_sink sink;
+	struct msi_host msi;
+	int sigfd;
+
+	struct machine_vdev vdevs[MACHINE_MAX_VDEVS];
+	unsigned nvdevs;
+	struct virtio_console *vcon;
+	/* kernel command line with the virtio-mmio device list appended */
+	char *cmdline;
+
+	/* Console input: where it goes, and what waits for room there. */
+	size_t (*console_rx)(void *opaque, const uint8_t *buf, size_t len);
+	void *console_rx_opaque;
+	uint8_t pending[256];
+	size_t pending_len, pending_off;
+	int drain_fd;
+	bool escape;
+	bool raw_tty;
+	struct termios saved_tty;
+};
+
+/* machine_virtio.c */
+int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen);
+void machine_free_virtio_devices(struct machine *m);
+int machine_start_iothreads(struct machine *m);
+void machine_print_virtio_stats(struct machine *m, FILE *out);
+
+#endif

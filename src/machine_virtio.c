@@ -1,0 +1,258 @@
+/*
+ * Paravirtual devices of a machine: each virtio device gets its own I/O
+ * thread and a transport (PCI by default, MMIO on request), with KVM's
+ * irqfd, ioeventfd and MSI routes behind the transport's msi_host.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "machine_priv.h"
+#include "mem/layout.h"
+#include "util/log.h"
+
+/* virtio-mmio devices: 4 KiB windows from LAYOUT_VIRTIO_MMIO_START, IOAPIC pins from 16 up. */
+#define MMIO_FIRST_GSI LAYOUT_PCI_IRQ_BASE
+
+static int msi_route_alloc(void *opaque)
+{
+	return vm_msi_route_alloc(opaque);
+}
+
+static int msi_route_set(void *opaque, unsigned gsi, uint64_t addr, uint32_t data)
+{
+	return vm_msi_route_set(opaque, gsi, addr, data);
+}
+
+static void msi_route_free(void *opaque, unsigned gsi)
+{
+	vm_msi_route_free(opaque, gsi);
+}
+
+static int msi_irqfd(void *opaque, int fd, unsigned gsi, bool assign)
+{
+	return vm_irqfd(opaque, fd, gsi, assign);
+}
+
+static int msi_ioeventfd(void *opaque, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign)
+{
+	return vm_ioeventfd(opaque, addr, len, pio, match, fd, assign);
+}
+
+static const struct msi_host_ops machine_msi_ops = {
+	.route_alloc = msi_route_alloc,
+	.route_set = msi_route_set,
+	.route_free = msi_route_free,
+	.irqfd = msi_irqfd,
+	.ioeventfd = msi_ioeventfd,
+};
+
+static int io_cpu(const struct machine_config *cfg, unsigned idx)
+{
+	return cfg->n_io_cpus ? cfg->io_cpus[idx % cfg->n_io_cpus] : -1;
+}
+
+/* Reserve a slot with a fresh I/O thread (not started yet). */
+static struct machine_vdev *machine_vdev_slot(struct machine *m, const struct machine_config *cfg,
+					      const char *name, char *err, size_t errlen)
+{
+	struct machine_vdev *s;
+	char tname[16];
+
+	if (m->nvdevs == MACHINE_MAX_VDEVS) {
+		snprintf(err, errlen, "too many virtio devices (at most %d)", MACHINE_MAX_VDEVS);
+		return NULL;
+	}
+	s = &m->vdevs[m->nvdevs];
+	memset(s, 0, sizeof(*s));
+	snprintf(tname, sizeof(tname), "io-%s", name);
+	if (iothread_init(&s->io, tname, io_cpu(cfg, m->nvdevs)) < 0) {
+		snprintf(err, errlen, "%s: cannot create its I/O thread", name);
+		return NULL;
+	}
+	return s;
+}
+
+/* Attach a device created on slot s's I/O loop to its transport. */
+static int machine_vdev_attach(struct machine *m, const struct machine_config *cfg, struct machine_vdev *s,
+			       struct virtio_dev *vdev, char *err, size_t errlen)
+{
+	int e;
+
+	s->vdev = vdev;
+	m->nvdevs++;
+	if (cfg->transport_mmio) {
+		unsigned idx = (unsigned)(s - m->vdevs);
+
+		s->mmio = calloc(1, sizeof(*s->mmio));
+		s->mmio_base = LAYOUT_VIRTIO_MMIO_START + (uint64_t)idx * VMMIO_SIZE;
+		s->gsi = MMIO_FIRST_GSI + idx;
+		if (!s->mmio || s->gsi >= LAYOUT_IOAPIC_PINS) {
+			snprintf(err, errlen, "%s: no room for another virtio-mmio device", vdev->name);
+			return -ENOSPC;
+		}
+		e = virtio_mmio_init(s->mmio, vdev, &m->msi, s->io.loop, s->mmio_base);
+		if (e == 0) {
+			vm_irq_init(&m->vm, &s->mmio->irq, s->gsi);
+			e = bus_register(&m->vm.mmio, s->mmio_base, VMMIO_SIZE, BUS_SZ_ANY, &virtio_mmio_ops,
+					 s->mmio, vdev->name);
+		}
+	} else {
+		int slot;
+
+		s->pci = calloc(1, sizeof(*s->pci));
+		if (!s->pci)
+			return -ENOMEM;
+		e = virtio_pci_init(s->pci, vdev, &m->msi, s->io.loop);
+		if (e == 0) {
+			slot = pci_host_add(&m->pci, &s->pci->pci, 1);
+			if (slot < 0)
+				e = slot;
+			else
+				vm_irq_init(&m->vm, &s->pci->intx, LAYOUT_PCI_IRQ((unsigned)slot, 0));
+		}
+	}
+	if (e < 0)
+		snprintf(err, errlen, "%s: cannot attach to the %s transport: %s", vdev->name,
+			 cfg->transport_mmio ? "mmio" : "pci", strerror(-e));
+	return e;
+}
+
+static void free_rng(void *p)
+{
+	free(p);
+}
+
+static void free_vcon(void *p)
+{
+	vcon_exit(p);
+	free(p);
+}
+
+static int machine_add_rng(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen)
+{
+	struct machine_vdev *s = machine_vdev_slot(m, cfg, "rng", err, errlen);
+	struct virtio_rng *r;
+
+	if (!s)
+		return -ENOSPC;
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		iothread_exit(&s->io);
+		return -ENOMEM;
+	}
+	rng_init(r, &m->vm.gm);
+	s->dev = r;
+	s->free = free_rng;
+	return machine_vdev_attach(m, cfg, s, &r->vdev, err, errlen);
+}
+
+static int machine_add_console(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen)
+{
+	struct machine_vdev *s = machine_vdev_slot(m, cfg, "console", err, errlen);
+	struct virtio_console *c;
+	int e;
+
+	if (!s)
+		return -ENOSPC;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		iothread_exit(&s->io);
+		return -ENOMEM;
+	}
+	e = vcon_init(c, &m->vm.gm, &m->console, s->io.loop);
+	s->dev = c;
+	s->free = free_vcon;
+	if (e < 0) {
+		m->nvdevs++;
+		snprintf(err, errlen, "virtio-console: %s", strerror(-e));
+		return e;
+	}
+	m->vcon = c;
+	return machine_vdev_attach(m, cfg, s, &c->vdev, err, errlen);
+}
+
+/* Tell a Linux guest where the virtio-mmio devices are (it has no other way to find them). */
+static int machine_mmio_cmdline(struct machine *m, const struct machine_config *cfg)
+{
+	size_t len = strlen(cfg->cmdline) + 1;
+	char *p;
+
+	for (unsigned i = 0; i < m->nvdevs; i++)
+		len += 64;
+	m->cmdline = malloc(len);
+	if (!m->cmdline)
+		return -ENOMEM;
+	p = m->cmdline;
+	p += sprintf(p, "%s", cfg->cmdline);
+	for (unsigned i = 0; i < m->nvdevs; i++)
+		if (m->vdevs[i].mmio)
+			p += sprintf(p, " virtio_mmio.device=4K@%#llx:%u",
+				     (unsigned long long)m->vdevs[i].mmio_base, m->vdevs[i].gsi);
+	return 0;
+}
+
+int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen)
+{
+	int e = 0;
+
+	m->msi = (struct msi_host){ .ops = &machine_msi_ops, .opaque = &m->vm };
+	if (cfg->virtio_console)
+		e = machine_add_console(m, cfg, err, errlen);
+	if (!e && cfg->rng)
+		e = machine_add_rng(m, cfg, err, errlen);
+	if (!e && cfg->transport_mmio)
+		e = machine_mmio_cmdline(m, cfg);
+	return e;
+}
+
+int machine_start_iothreads(struct machine *m)
+{
+	for (unsigned i = 0; i < m->nvdevs; i++) {
+		int e = iothread_start(&m->vdevs[i].io);
+
+		if (e < 0)
+			return e;
+	}
+	return 0;
+}
+
+void machine_free_virtio_devices(struct machine *m)
+{
+	/* Threads first: nothing may run device code while it is taken apart. */
+	for (unsigned i = 0; i < m->nvdevs; i++)
+		iothread_exit(&m->vdevs[i].io);
+	for (unsigned i = 0; i < m->nvdevs; i++) {
+		struct machine_vdev *s = &m->vdevs[i];
+
+		if (s->pci)
+			virtio_pci_exit(s->pci);
+		if (s->mmio)
+			virtio_mmio_exit(s->mmio);
+		if (s->free && s->dev)
+			s->free(s->dev);
+		free(s->pci);
+		free(s->mmio);
+	}
+	m->nvdevs = 0;
+	free(m->cmdline);
+	m->cmdline = NULL;
+}
+
+void machine_print_virtio_stats(struct machine *m, FILE *out)
+{
+	if (!m->nvdevs)
+		return;
+	fprintf(out, "kestrel: virtio devices\n  %-16s %10s %10s %10s %10s %10s %10s %10s\n", "device", "kicks",
+		"irqs", "suppressed", "requests", "rx_pkts", "tx_pkts", "errors");
+	for (unsigned i = 0; i < m->nvdevs; i++) {
+		const struct virtio_metrics *x = &m->vdevs[i].vdev->metrics;
+
+		fprintf(out, "  %-16s %10llu %10llu %10llu %10llu %10llu %10llu %10llu\n", m->vdevs[i].vdev->name,
+			(unsigned long long)x->kicks, (unsigned long long)x->interrupts,
+			(unsigned long long)x->suppressed, (unsigned long long)x->requests,
+			(unsigned long long)x->rx_packets, (unsigned long long)x->tx_packets,
+			(unsigned long long)x->errors);
+	}
+}
