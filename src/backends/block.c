@@ -21,12 +21,16 @@
  * pwritev()/its io_uring CQE, so its data is in the host page cache (or, with
  * O_DIRECT, handed to the device) and no longer in any buffer of ours: a
  * killed kestrel loses nothing the guest was told was written. A flush is
- * fdatasync() (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC), which covers
+ * fdatasync() (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC, whose CQE is
+ * posted only after the kernel's fsync path has returned), which covers
  * every write the kernel had completed when it was issued and only returns
  * once that data and the metadata needed to read it back (file size,
  * allocation) are on stable storage, with the device's volatile cache
- * flushed. The flush is completed to the guest only after that returns, so a
- * flush the guest saw completed also survives a host crash.
+ * flushed. The flush is completed to the guest only after that, so a flush
+ * the guest saw completed also survives a host crash. That is exactly the
+ * spec's rule (Virtio 1.2, 5.2.6.2): a write is stable once a FLUSH sent
+ * after the write completed has itself completed; writes still in flight
+ * when the flush is issued are not covered, and need not be.
  */
 #include "backends/block.h"
 #include "util/log.h"

@@ -5,7 +5,9 @@
  * so every guest field is loaded exactly once (an atomic load for the ring
  * indices and heads, a copy followed by a compiler barrier for descriptors)
  * and only the local copy is checked and used. Host pointers to the rings
- * are looked up again on each call rather than kept in struct virtq.
+ * are looked up again on each call, for the current size, rather than kept
+ * in struct virtq: even a transport that let the driver change the size
+ * after activation could not make this code leave guest RAM.
  *
  * Bounded work: one vq_pop() walks at most VQ_MAX_SEGS buffer descriptors
  * plus one indirect descriptor, and nothing here loops on guest data beyond
@@ -141,6 +143,23 @@ static bool vq_ring_ok(const struct guest_mem *gm, uint64_t gpa, uint64_t len, u
 	return p && ((uintptr_t)p & (align - 1)) == 0;
 }
 
+/*
+ * Ask for a kick on the next buffer: used->flags 0, and with EVENT_IDX
+ * avail_event at the next slot we will read. The used ring is the device's
+ * to write (2.7.10), so this is also done at activation rather than relying
+ * on what the driver left there.
+ */
+static void vq_arm_kicks(struct virtq *vq)
+{
+	uint8_t *used = vq_used(vq);
+
+	if (!used)
+		return;
+	vq_store16(used, 0);
+	if (vq->event_idx)
+		vq_store16(used + VQ_USED_RING + VQ_USED_ELEM_SIZE * vq->size, vq->last_avail);
+}
+
 int vq_activate(struct virtq *vq, const struct guest_mem *gm, bool event_idx, bool indirect)
 {
 	uint16_t size = vq->size;
@@ -157,6 +176,7 @@ int vq_activate(struct virtq *vq, const struct guest_mem *gm, bool event_idx, bo
 	vq->event_idx = event_idx;
 	vq->indirect = indirect;
 	vq->gm = gm;
+	vq_arm_kicks(vq);
 	return 0;
 }
 
@@ -360,7 +380,8 @@ void vq_disable_kicks(struct virtq *vq)
 	/*
 	 * With EVENT_IDX the device must leave used->flags at 0 (2.7.10); the
 	 * driver kicks only when its index passes avail_event, which stays where
-	 * vq_enable_kicks() last put it, so at most one more kick arrives.
+	 * vq_enable_kicks() last put it, so at most one more kick arrives (until
+	 * the 16-bit index comes round again; a spurious kick is harmless).
 	 */
 	if (!vq->gm || vq->event_idx)
 		return;
@@ -371,17 +392,9 @@ void vq_disable_kicks(struct virtq *vq)
 
 bool vq_enable_kicks(struct virtq *vq)
 {
-	uint8_t *used;
-
 	if (!vq->gm)
 		return false;
-	used = vq_used(vq);
-	if (!used)
-		return false;
-	if (vq->event_idx)
-		vq_store16(used + VQ_USED_RING + VQ_USED_ELEM_SIZE * vq->size, vq->last_avail);
-	else
-		vq_store16(used, 0);
+	vq_arm_kicks(vq);
 	/* Re-arm before looking again, or a buffer added in between goes unnoticed. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return vq_has_work(vq);

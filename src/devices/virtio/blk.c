@@ -19,9 +19,17 @@
  *    multiple of 512, more data segments or bytes than seg_max/size_max
  *    allow, a range beyond the capacity (checked without overflow), a write
  *    to a read-only disk (5.2.6.2: IOERR and nothing written), a bad
- *    discard/write-zeroes segment list, and host I/O errors: VIRTIO_BLK_S_IOERR
- *    ("device or driver error", 5.2.6); unknown types, and discard/write
- *    zeroes flags the spec says to refuse: VIRTIO_BLK_S_UNSUPP.
+ *    discard/write-zeroes segment list, a GET_ID buffer under 20 bytes, and
+ *    host I/O errors: VIRTIO_BLK_S_IOERR ("device or driver error", 5.2.6);
+ *    unknown types, discard/write zeroes without the feature negotiated, and
+ *    segment flags the spec says to refuse: VIRTIO_BLK_S_UNSUPP.
+ * The used length counts the bytes written into the device-writable part:
+ * data (successful reads, GET_ID) plus the status byte; 1 for anything that
+ * failed, whose data the driver must not use anyway.
+ *
+ * Durability: FLUSH is always offered and completes only after fdatasync()
+ * (see block.c). A driver that does not negotiate it gets write-through
+ * (5.2.6.2, case 1): every write is issued with RWF_DSYNC.
  *
  * Threads and locks: kicks (queue_notify) and completions both run on the
  * device's I/O thread; reset and activation come from a vCPU thread with
@@ -375,6 +383,7 @@ static const char *blk_type_name(uint32_t type)
 	case VIRTIO_BLK_T_IN: return "read";
 	case VIRTIO_BLK_T_OUT: return "write";
 	case VIRTIO_BLK_T_FLUSH: return "flush";
+	case VIRTIO_BLK_T_GET_ID: return "get id";
 	case VIRTIO_BLK_T_DISCARD: return "discard";
 	case VIRTIO_BLK_T_WRITE_ZEROES: return "write zeroes";
 	default: return "request";
@@ -613,7 +622,8 @@ static void blk_start(struct virtio_blk *b, struct blk_queue *q, struct blk_req 
 	struct vq_elem *e = &r->elem;
 	struct virtio_blk_outhdr hdr;
 
-	if (e->head >= vq->size || q->inflight[e->head]) {
+	/* vq_pop() keeps heads below vq->size <= max size; the array has max size entries. */
+	if (e->head >= vq->size || e->head >= b->queue_size || q->inflight[e->head]) {
 		blk_fail(b, "queue %u: head %u made available again while in flight", q->index, e->head);
 		blk_req_release(b, r);
 		return;

@@ -40,7 +40,7 @@ void blk_config_init(struct blk_config *cfg);
 /*
  * Parse `PATH[,ro][,direct][,engine=uring|sync][,queues=N][,serial=S]` (the
  * --disk argument) on top of blk_config_init() defaults. 0, or -EINVAL with
- * a one-line message in err.
+ * a one-line message in err. PATH cannot contain a comma.
  */
 int blk_parse_spec(const char *spec, struct blk_config *cfg, char *err, size_t errlen);
 

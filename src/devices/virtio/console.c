@@ -118,6 +118,7 @@ static bool vcon_rx(struct virtio_console *c)
 			c->rx_len -= chunk;
 		}
 		c->rx_bytes += n;
+		log_debug("virtio-console", "%zu bytes to the guest", n);
 		vq_push(vq, e->head, (uint32_t)n);
 		pushed = true;
 		drained = c->rx_len == 0;
@@ -163,12 +164,25 @@ size_t vcon_receive(struct virtio_console *c, const uint8_t *buf, size_t len)
 		c->rx_len++;
 	}
 	pthread_mutex_unlock(&c->lock);
+	log_debug("virtio-console", "host input: %zu of %zu bytes buffered", n, len);
 	if (n && write(c->wake_fd, &one, sizeof(one)) < 0)
 		return n;
 	return n;
 }
 
+/* DRIVER_OK: input that arrived early, and buffers the driver posted, meet now. */
+static int vcon_activate(struct virtio_dev *d)
+{
+	struct virtio_console *c = d->priv;
+	uint64_t one = 1;
+
+	if (write(c->wake_fd, &one, sizeof(one)) < 0)
+		return -errno;
+	return 0;
+}
+
 static const struct virtio_dev_ops vcon_ops = {
+	.activate = vcon_activate,
 	.features = vcon_features,
 	.config_read = vcon_config_read,
 	.config_write = vcon_config_write,

@@ -80,6 +80,7 @@ struct virtio_net {
 	pthread_t io_thread;
 	bool io_thread_known;        /* atomic */
 	uint32_t be_events;          /* what the backend fd is registered for */
+	bool be_registered;          /* the backend fd is in the loop */
 	bool rx_blocked;             /* waiting for receive buffers */
 	bool rx_dead;                /* the backend failed hard: stop reading */
 	bool tx_more;                /* a transmit batch was cut by its budget */
@@ -283,15 +284,15 @@ static int net_tx_one(struct virtio_net *n, const struct vq_elem *e)
 	}
 	if (cnt) {
 		rc = net_backend_send(n->be, n->tx_iov, (int)cnt);
+		if (rc == -EAGAIN)
+			net_tx_defer(n, e, &h);
 	} else {
 		net_tx_defer(n, e, &h);
-		n->tx_pending = false;
 		rc = net_tx_send_buf(n, n->tx_pending_len);
+		n->tx_pending = rc == -EAGAIN;
 	}
-	if (rc == -EAGAIN) {
-		net_tx_defer(n, e, &h);
+	if (rc == -EAGAIN)
 		return -EAGAIN;
-	}
 	if (rc < 0)
 		net_tx_drop(n, strerror((int)-rc), frame_len);
 	else
@@ -436,6 +437,12 @@ static int net_rx_read(struct virtio_net *n)
 	}
 	if (!net_rx_hdr(n, (struct virtio_net_hdr *)(void *)n->rx_buf)) {
 		net_rx_drop(n, "offload the guest did not negotiate");
+		return 2;
+	}
+	/* 5.1.4.2: with VIRTIO_NET_F_MTU nothing unsegmented beyond mtu + L2 header (VLAN tag allowed). */
+	if (net_has(n, VIRTIO_NET_F_MTU) && n->rx_buf[1] == VIRTIO_NET_HDR_GSO_NONE &&
+	    n->rx_len - NET_VNET_HDR_LEN > (size_t)n->mtu + NET_ETH_HLEN + 4) {
+		net_rx_drop(n, "larger than the MTU");
 		return 2;
 	}
 	n->rx_off = 0;
@@ -630,11 +637,16 @@ static void net_update_events(struct virtio_net *n)
 	if (!n->loop)
 		return;
 	net_lock(n);
+	if (n->rx_dead && n->be_registered) {
+		/* A dead tap reports EPOLLERR for ever: stop polling it at all. */
+		loop_del(n->loop, n->be->fd);
+		n->be_registered = false;
+	}
 	if (net_running(n) && !n->rx_blocked && !n->rx_dead)
 		ev |= EPOLLIN;
 	if (net_running(n) && n->tx_pending)
 		ev |= EPOLLOUT;
-	if (ev != n->be_events && loop_mod(n->loop, n->be->fd, ev) == 0)
+	if (n->be_registered && ev != n->be_events && loop_mod(n->loop, n->be->fd, ev) == 0)
 		n->be_events = ev;
 	if (n->tx_more)
 		net_schedule(n, NET_WORK_TX);
@@ -860,6 +872,7 @@ int net_attach_loop(struct virtio_net *n, struct loop *l)
 	if (rc < 0)
 		goto err_be;
 	n->be_events = 0;
+	n->be_registered = true;
 	n->loop = l;
 	/* Already activated (attach after DRIVER_OK): start polling on the first round. */
 	net_schedule(n, NET_WORK_EVENTS);
@@ -877,7 +890,9 @@ void net_detach_loop(struct virtio_net *n)
 	if (!n->loop)
 		return;
 	net_backend_detach(n->be, n->loop);
-	loop_del(n->loop, n->be->fd);
+	if (n->be_registered)
+		loop_del(n->loop, n->be->fd);
+	n->be_registered = false;
 	loop_del(n->loop, n->work_fd);
 	n->loop = NULL;
 	__atomic_store_n(&n->io_thread_known, false, __ATOMIC_RELEASE);
