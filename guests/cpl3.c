@@ -5,7 +5,8 @@
  * and every MMIO store is one exit to the VMM and nothing else is.
  *
  * Cmdline: n=COUNT (100000) pio=PORT (0x3ff, UART scratch) mmio=ADDR
- * (0xd0000000, unbacked in the device window) mode=pio|mmio|both|spin.
+ * (0xd0000000, unbacked in the device window) mode=pio|mmio|both|spin;
+ * cpl=0 runs the same loops at CPL0 instead, for comparison.
  *
  * Phase markers (outb of the phase number to port 0x502) let a VMM or a
  * bench timestamp the loops from outside:
@@ -66,7 +67,7 @@ static void spin_loop(uint64_t n)
 			 : "memory");
 }
 
-/* CPL3 */
+/* Runs at CPL3 (or at CPL0 with cpl=0). */
 static uint64_t user_bench(uint64_t arg)
 {
 	struct bench *b = (struct bench *)(uintptr_t)arg;
@@ -131,10 +132,13 @@ int guest_main(const struct hvm_start_info *si)
 		return 2;
 	}
 
-	guest_printf("kestrel-guest: cpl3 mode=%s n=%lu pio=0x%x mmio=0x%lx\n", mode, bench.n,
-		     bench.port, bench.mmio);
+	guest_printf("kestrel-guest: cpl3 mode=%s n=%lu pio=0x%x mmio=0x%lx cpl=%lu\n", mode,
+		     bench.n, bench.port, bench.mmio, cmdline_u64("cpl", 3));
 	cpu_setup_traps();
-	run_user(user_bench, (uint64_t)(uintptr_t)&bench);
+	if (cmdline_u64("cpl", 3) == 0)
+		user_bench((uint64_t)(uintptr_t)&bench); /* for comparison: emulated */
+	else
+		run_user(user_bench, (uint64_t)(uintptr_t)&bench);
 
 	if (bench.mode == MODE_SPIN)
 		report("spin", bench.tsc_spin, bench.n);

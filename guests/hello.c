@@ -20,8 +20,8 @@ static void print_memmap(const struct hvm_start_info *si)
 		n ? (const struct hvm_memmap_table_entry *)(uintptr_t)si->memmap_paddr : NULL;
 
 	for (uint32_t i = 0; i < n; i++) {
-		guest_printf("kestrel-guest: memmap[%u] 0x%lx-0x%lx type %u\n", i, e[i].addr,
-			     e[i].addr + e[i].size - 1, e[i].type);
+		guest_printf("kestrel-guest: memmap[%u] addr 0x%lx size 0x%lx type %u\n", i,
+			     e[i].addr, e[i].size, e[i].type);
 		if (e[i].type == HVM_MEMMAP_TYPE_RAM)
 			ram += e[i].size;
 	}

@@ -5,7 +5,8 @@
  * does not fit in 8 bits). Each AP comes up in real mode at the trampoline,
  * reaches long mode on the boot CPU's page tables, says hello and halts.
  * Exit status 0 when all came up within the time limit, 1 otherwise.
- * Cmdline: timeout_ms=N (default 5000).
+ * Cmdline: timeout_ms=N (default 5000); rsdp=scan ignores rsdp_paddr and
+ * scans 0xE0000..0xFFFFF for the RSDP, as a VMM without it would need.
  */
 #include "lib/guest.h"
 
@@ -73,7 +74,7 @@ static bool addr_ok(uint64_t paddr, uint64_t len)
 
 static const struct acpi_rsdp *find_rsdp(const struct hvm_start_info *si)
 {
-	if (si && addr_ok(si->rsdp_paddr, 20)) {
+	if (si && !cmdline_is("rsdp", "scan") && addr_ok(si->rsdp_paddr, 20)) {
 		const struct acpi_rsdp *r = (const void *)(uintptr_t)si->rsdp_paddr;
 		if (!memcmp(r->sig, "RSD PTR ", 8) && checksum_ok(r, 20))
 			return r;
@@ -82,8 +83,10 @@ static const struct acpi_rsdp *find_rsdp(const struct hvm_start_info *si)
 	}
 	for (uintptr_t a = 0xe0000; a < 0x100000; a += 16) {
 		const struct acpi_rsdp *r = (const void *)a;
-		if (!memcmp(r->sig, "RSD PTR ", 8) && checksum_ok(r, 20))
+		if (!memcmp(r->sig, "RSD PTR ", 8) && checksum_ok(r, 20)) {
+			guest_printf("kestrel-guest: rsdp found by scan at 0x%lx\n", a);
 			return r;
+		}
 	}
 	return NULL;
 }

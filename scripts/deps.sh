@@ -7,7 +7,7 @@ set -euo pipefail
 # QEMU (test bed and benchmark peer), busybox and cpio (initramfs images).
 PKGS=(
 	gcc make meson ninja-build pkg-config python3
-	libcmocka-dev
+	libcmocka-dev liburing-dev libslirp-dev libglib2.0-dev
 	clang libclang-rt-14-dev
 	qemu-system-x86 qemu-utils busybox-static cpio
 	xz-utils zstd kmod e2fsprogs

@@ -4,60 +4,27 @@
 #define SEL_KDATA 0x10
 #define SEL_UDATA 0x1b
 #define SEL_UCODE 0x23
-#define RFLAGS_USER 0x3002      /* IOPL=3, reserved bit 1, IF=0 */
+#define RFLAGS_USER 0x3002      /* IOPL=3, reserved bit 1, IF=0 (see cpu.h) */
 
 	.text
 	.code64
 
-/* Stubs for vectors 0..31: push a dummy error code where the CPU pushes
- * none, push the vector, join trap_common. */
-.macro isr_noerr vec
-	.balign 16
-	pushq $0
-	pushq $\vec
-	jmp trap_common
-.endm
-.macro isr_err vec
-	.balign 16
-	pushq $\vec
-	jmp trap_common
-.endm
-
+/* One 16-byte stub per vector: push a dummy error code where the CPU
+ * pushes none, push the vector, join trap_common. */
 	.globl isr_stubs
 	.balign 16
 isr_stubs:
-	isr_noerr 0
-	isr_noerr 1
-	isr_noerr 2
-	isr_noerr 3
-	isr_noerr 4
-	isr_noerr 5
-	isr_noerr 6
-	isr_noerr 7
-	isr_err   8
-	isr_noerr 9
-	isr_err   10
-	isr_err   11
-	isr_err   12
-	isr_err   13
-	isr_err   14
-	isr_noerr 15
-	isr_noerr 16
-	isr_err   17
-	isr_noerr 18
-	isr_noerr 19
-	isr_noerr 20
-	isr_err   21
-	isr_noerr 22
-	isr_noerr 23
-	isr_noerr 24
-	isr_noerr 25
-	isr_noerr 26
-	isr_noerr 27
-	isr_noerr 28
-	isr_err   29
-	isr_err   30
-	isr_noerr 31
+	.set vec, 0
+	.rept 256
+	.balign 16
+	.if vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30
+	.else
+	pushq $0
+	.endif
+	pushq $vec
+	jmp trap_common
+	.set vec, vec + 1
+	.endr
 
 trap_common:
 	push %rax
@@ -123,14 +90,22 @@ run_user_asm:
 	pushq %rax              /* rip */
 	iretq
 
+/* Back to CPL0 with rdi = return value: int 0x80 through a DPL3 gate. The
+ * development host's KVM (kvm_pvm) raises #UD for `int n` at CPL3 instead
+ * of delivering it, so trap_dispatch also accepts a #UD or #GP at either of
+ * the two instructions below as the same request. */
+	.globl user_thunk, user_exit_int, user_exit_ud2
 user_thunk:                     /* CPL3 */
 	call *%rsi
 	mov %rax, %rdi
+user_exit_int:
 	int $0x80
-	ud2                     /* not reached */
+user_exit_ud2:
+	ud2
 
-	.globl syscall_entry
+	.globl syscall_entry, return_to_kernel
 syscall_entry:                  /* int 0x80 from CPL3: back to run_user_asm's caller */
+return_to_kernel:               /* (uint64_t value), from trap_dispatch */
 	mov $SEL_KDATA, %eax
 	mov %eax, %ds
 	mov %eax, %es

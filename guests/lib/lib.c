@@ -196,6 +196,48 @@ bool cmdline_is(const char *key, const char *value)
 
 /* --- timing -------------------------------------------------------------------- */
 
+/* pvclock_vcpu_time_info, filled in by KVM (Documentation/virt/kvm/x86/msr.rst). */
+struct pvclock_time {
+	uint32_t version;
+	uint32_t pad0;
+	uint64_t tsc_timestamp;
+	uint64_t system_time;
+	uint32_t tsc_to_system_mul;
+	int8_t tsc_shift;
+	uint8_t flags;
+	uint8_t pad[2];
+};
+_Static_assert(sizeof(struct pvclock_time) == 32, "pvclock layout");
+
+#define KVM_FEATURE_CLOCKSOURCE  (1u << 0)
+#define KVM_FEATURE_CLOCKSOURCE2 (1u << 3)
+#define MSR_KVM_SYSTEM_TIME      0x12
+#define MSR_KVM_SYSTEM_TIME_NEW  0x4b564d01
+
+/* The TSC rate KVM scales kvmclock with: ns = (tsc << shift) * mul >> 32.
+ * Enabled for one read, then switched off again. */
+static uint64_t kvmclock_tsc_hz(void)
+{
+	static struct pvclock_time pvti __attribute__((aligned(64)));
+	uint32_t r[4], msr;
+
+	cpuid(0x40000001, 0, r);
+	if (r[0] & KVM_FEATURE_CLOCKSOURCE2)
+		msr = MSR_KVM_SYSTEM_TIME_NEW;
+	else if (r[0] & KVM_FEATURE_CLOCKSOURCE)
+		msr = MSR_KVM_SYSTEM_TIME;
+	else
+		return 0;
+	wrmsr(msr, (uint64_t)(uintptr_t)&pvti | 1);
+	uint32_t mul = pvti.tsc_to_system_mul;
+	int shift = pvti.tsc_shift;
+	wrmsr(msr, 0);
+	if (!mul)
+		return 0;
+	uint64_t hz = (1000000000ull << 32) / mul;
+	return shift >= 0 ? hz >> shift : hz << -shift;
+}
+
 uint64_t tsc_hz(void)
 {
 	static uint64_t cached;
@@ -219,11 +261,15 @@ uint64_t tsc_hz(void)
 		cpuid(1, 0, r);
 		if (r[2] & (1u << 31)) { /* hypervisor present */
 			cpuid(0x40000000, 0, r);
-			if (r[0] >= 0x40000010) {
+			uint32_t hv_max = r[0];
+			bool kvm = r[1] == 0x4b4d564b && r[2] == 0x564b4d56 && r[3] == 0x4d;
+			if (hv_max >= 0x40000010) {
 				cpuid(0x40000010, 0, r);
 				if (r[0])
 					cached = (uint64_t)r[0] * 1000;
 			}
+			if (!cached && kvm)
+				cached = kvmclock_tsc_hz();
 		}
 	}
 	if (!cached)
