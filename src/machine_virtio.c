@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/epoll.h>
+
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
 #include "machine_priv.h"
 #include "mem/layout.h"
 #include "util/log.h"
@@ -173,6 +177,112 @@ static int machine_add_console(struct machine *m, const struct machine_config *c
 	return machine_vdev_attach(m, cfg, s, &c->vdev, err, errlen);
 }
 
+struct disk_slot {
+	struct virtio_blk *blk;
+	struct loop *loop;
+};
+
+static void free_disk(void *p)
+{
+	struct disk_slot *ds = p;
+
+	loop_del(ds->loop, blk_event_fd(ds->blk));
+	blk_free(ds->blk);
+	free(ds);
+}
+
+static int machine_add_disk(struct machine *m, const struct machine_config *cfg, const char *spec,
+			    unsigned idx, char *err, size_t errlen)
+{
+	struct blk_config bc;
+	struct machine_vdev *s;
+	struct disk_slot *ds;
+	char name[16];
+	int e;
+
+	blk_config_init(&bc);
+	e = blk_parse_spec(spec, &bc, err, errlen);
+	if (e < 0)
+		return e;
+	snprintf(name, sizeof(name), "blk%u", idx);
+	s = machine_vdev_slot(m, cfg, name, err, errlen);
+	if (!s)
+		return -ENOSPC;
+	ds = calloc(1, sizeof(*ds));
+	if (!ds) {
+		iothread_exit(&s->io);
+		return -ENOMEM;
+	}
+	e = blk_new(&ds->blk, &bc, &m->vm.gm, err, errlen);
+	if (e < 0) {
+		free(ds);
+		iothread_exit(&s->io);
+		return e;
+	}
+	ds->loop = s->io.loop;
+	s->dev = ds;
+	s->free = free_disk;
+	/* Completions (io_uring eventfd) are reaped on the disk's own I/O thread. */
+	e = loop_add(s->io.loop, blk_event_fd(ds->blk), EPOLLIN, blk_loop_cb, ds->blk);
+	if (e < 0) {
+		m->nvdevs++;
+		snprintf(err, errlen, "disk %s: event loop: %s", spec, strerror(-e));
+		return e;
+	}
+	return machine_vdev_attach(m, cfg, s, blk_virtio(ds->blk), err, errlen);
+}
+
+struct net_slot {
+	struct virtio_net *net;
+};
+
+static void free_net(void *p)
+{
+	struct net_slot *ns = p;
+
+	net_detach_loop(ns->net);
+	net_free(ns->net);
+	free(ns);
+}
+
+static int machine_add_net(struct machine *m, const struct machine_config *cfg, const char *spec,
+			   unsigned idx, char *err, size_t errlen)
+{
+	struct net_config nc;
+	struct machine_vdev *s;
+	struct net_slot *ns;
+	char name[16];
+	int e;
+
+	e = net_parse_spec(spec, &nc, err, errlen);
+	if (e < 0)
+		return e;
+	snprintf(name, sizeof(name), "net%u", idx);
+	s = machine_vdev_slot(m, cfg, name, err, errlen);
+	if (!s)
+		return -ENOSPC;
+	ns = calloc(1, sizeof(*ns));
+	if (!ns) {
+		iothread_exit(&s->io);
+		return -ENOMEM;
+	}
+	e = net_new(&ns->net, &nc, &m->vm.gm, err, errlen);
+	if (e < 0) {
+		free(ns);
+		iothread_exit(&s->io);
+		return e;
+	}
+	s->dev = ns;
+	s->free = free_net;
+	e = net_attach_loop(ns->net, s->io.loop);
+	if (e < 0) {
+		m->nvdevs++;
+		snprintf(err, errlen, "net %s: event loop: %s", spec, strerror(-e));
+		return e;
+	}
+	return machine_vdev_attach(m, cfg, s, net_virtio(ns->net), err, errlen);
+}
+
 /* Tell a Linux guest where the virtio-mmio devices are (it has no other way to find them). */
 static int machine_mmio_cmdline(struct machine *m, const struct machine_config *cfg)
 {
@@ -200,6 +310,10 @@ int machine_add_virtio_devices(struct machine *m, const struct machine_config *c
 	m->msi = (struct msi_host){ .ops = &machine_msi_ops, .opaque = &m->vm };
 	if (cfg->virtio_console)
 		e = machine_add_console(m, cfg, err, errlen);
+	for (unsigned i = 0; !e && i < cfg->ndisks; i++)
+		e = machine_add_disk(m, cfg, cfg->disks[i], i, err, errlen);
+	for (unsigned i = 0; !e && i < cfg->nnets; i++)
+		e = machine_add_net(m, cfg, cfg->nets[i], i, err, errlen);
 	if (!e && cfg->rng)
 		e = machine_add_rng(m, cfg, err, errlen);
 	if (!e && cfg->transport_mmio)

@@ -23,6 +23,11 @@ static const char usage_text[] =
 	"  --memory SIZE        guest RAM, e.g. 512M or 2G; a plain number is MiB (default 256M)\n"
 	"  --console SPEC       the console: stdio (default, on COM1), file:PATH, none, or\n"
 	"                       virtio (stdio on a virtio-console, hvc0 in the guest)\n"
+	"  --disk PATH[,ro][,direct][,engine=uring|sync][,queues=N][,serial=S]\n"
+	"                       a virtio-blk disk backed by a raw image (repeatable)\n"
+	"  --net tap=NAME[,mac=M] | user[,hostfwd=tcp::HOSTPORT-:GUESTPORT][,mac=M]\n"
+	"                       a virtio-net NIC on a TAP device or user-mode networking\n"
+	"                       (libslirp: 10.0.2.15 by DHCP, host at 10.0.2.2) (repeatable)\n"
 	"  --rng                a virtio-rng device fed from getrandom()\n"
 	"  --transport pci|mmio virtio transport (default pci; mmio needs a guest kernel\n"
 	"                       with virtio_mmio.device= support, which kestrel passes)\n"
@@ -86,7 +91,7 @@ static int parse_uint(const char *s, unsigned *out)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_HUGEPAGES,
-       OPT_STATS, OPT_IGNORE_HOST, OPT_KVM, OPT_RNG, OPT_TRANSPORT, OPT_PIN };
+       OPT_STATS, OPT_IGNORE_HOST, OPT_KVM, OPT_RNG, OPT_TRANSPORT, OPT_PIN, OPT_DISK, OPT_NET };
 
 /* "0-3,6" -> cpus[]; 0 or -EINVAL. */
 int cli_parse_cpulist(const char *s, int *cpus, unsigned max, unsigned *n)
@@ -175,6 +180,8 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
 		{ "pin", required_argument, NULL, OPT_PIN },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "net", required_argument, NULL, OPT_NET },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -222,6 +229,20 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 				return CLI_EXIT_USAGE;
 			}
 			cfg->transport_mmio = !strcmp(optarg, "mmio");
+			break;
+		case OPT_DISK:
+			if (cfg->ndisks == MACHINE_MAX_DISKS) {
+				snprintf(err, errlen, "--disk: at most %d disks", MACHINE_MAX_DISKS);
+				return CLI_EXIT_USAGE;
+			}
+			cfg->disks[cfg->ndisks++] = optarg;
+			break;
+		case OPT_NET:
+			if (cfg->nnets == MACHINE_MAX_NETS) {
+				snprintf(err, errlen, "--net: at most %d network devices", MACHINE_MAX_NETS);
+				return CLI_EXIT_USAGE;
+			}
+			cfg->nets[cfg->nnets++] = optarg;
 			break;
 		case OPT_PIN:
 			if (cli_parse_pin(optarg, cfg)) {
