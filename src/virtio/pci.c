@@ -281,9 +281,7 @@ static void vpci_common_write(struct virtio_pci *vp, unsigned off, unsigned size
 	switch (off) {
 	case CC_DFSELECT: vp->dfselect = (uint32_t)v; break;
 	case CC_GFSELECT: vp->gfselect = (uint32_t)v; break;
-	case CC_GF: virtio_set_driver_features(d, vp->gfselect, (uint32_t)v); break;
 	case CC_MSIX_CONFIG: vp->config_vector = vpci_check_vector(vp, v); break;
-	case CC_STATUS: virtio_set_status(d, (uint8_t)v); break;
 	case CC_Q_SELECT: vp->queue_select = (uint16_t)v; break;
 	case CC_Q_SIZE:
 		/* Any power of two up to the maximum; anything else is refused at enable. */
@@ -350,7 +348,21 @@ static void vpci_bar0_write(void *opaque, uint64_t off, uint64_t v, unsigned siz
 	struct virtio_pci *vp = opaque;
 	struct virtio_dev *d = vp->vdev;
 
-	if (off < VPCI_COMMON_OFF + CC_SIZE) {
+	if (off == CC_STATUS) {
+		/*
+		 * Without vp->lock: a status change can activate or reset the
+		 * device, which may raise a config interrupt (taking vp->lock)
+		 * or wait for I/O in flight.
+		 */
+		virtio_set_status(d, (uint8_t)v);
+	} else if (off == CC_GF) {
+		uint32_t sel;
+
+		pthread_mutex_lock(&vp->lock);
+		sel = vp->gfselect;
+		pthread_mutex_unlock(&vp->lock);
+		virtio_set_driver_features(d, sel, (uint32_t)v);
+	} else if (off < VPCI_COMMON_OFF + CC_SIZE) {
 		pthread_mutex_lock(&vp->lock);
 		vpci_common_write(vp, (unsigned)off, size, v);
 		pthread_mutex_unlock(&vp->lock);

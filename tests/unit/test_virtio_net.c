@@ -221,7 +221,8 @@ static uint8_t fx_set_status(struct fx *x, uint8_t s)
 }
 
 /* Create with this MTU (0: none), negotiate `features` (+VERSION_1), DRIVER_OK. */
-static struct fx *fx_new_mtu(bool vnet_hdr, uint64_t features, uint16_t qsize, uint16_t mtu)
+static struct fx *fx_new_user_or_mtu(bool user, bool vnet_hdr, uint64_t features, uint16_t qsize,
+				     uint16_t mtu)
 {
 	struct fx *x = calloc(1, sizeof(*x));
 	struct net_config cfg = { .mac = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 }, .queue_size = qsize, .mtu = mtu };
@@ -231,8 +232,12 @@ static struct fx *fx_new_mtu(bool vnet_hdr, uint64_t features, uint16_t qsize, u
 	assert_non_null(x);
 	assert_int_equal(vrd_init_ram(&x->rx, qsize, FX_RAM), 0);
 	fx_split_ram(x, qsize);
-	x->fb = fb_new(vnet_hdr);
-	cfg.custom = &x->fb->be;
+	if (user) {
+		cfg.backend = NET_BACKEND_USER;   /* the real libslirp backend */
+	} else {
+		x->fb = fb_new(vnet_hdr);
+		cfg.custom = &x->fb->be;
+	}
 	assert_int_equal(net_new(&x->n, &cfg, &x->rx.gm, err, sizeof(err)), 0);
 	x->d = net_virtio(x->n);
 	x->d->tops = &fx_tops;
@@ -252,9 +257,14 @@ static struct fx *fx_new_mtu(bool vnet_hdr, uint64_t features, uint16_t qsize, u
 	return x;
 }
 
+static struct fx *fx_new_mtu(bool vnet_hdr, uint64_t features, uint16_t qsize, uint16_t mtu)
+{
+	return fx_new_user_or_mtu(false, vnet_hdr, features, qsize, mtu);
+}
+
 static struct fx *fx_new(bool vnet_hdr, uint64_t features, uint16_t qsize)
 {
-	return fx_new_mtu(vnet_hdr, features, qsize, 0);
+	return fx_new_user_or_mtu(false, vnet_hdr, features, qsize, 0);
 }
 
 static void fx_free(struct fx *x)
@@ -1082,6 +1092,46 @@ static void test_kick_from_other_thread_is_deferred(void **state)
 	fx_free(x);
 }
 
+/* Device + real user-mode backend + loop: a guest's ARP request through the rings, the reply back. */
+static void test_user_backend_end_to_end(void **state)
+{
+	struct fx *x = fx_new_user_or_mtu(true, false, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF), 256, 0);
+	struct loop *l = loop_new();
+	struct virtio_net_hdr h = { 0 };
+	uint8_t arp[60] = {
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
+		0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56,
+		10, 0, 2, 15, 0, 0, 0, 0, 0, 0, 10, 0, 2, 2,
+	};
+	const uint8_t *r;
+	uint64_t g;
+	uint32_t id, len = 0;
+	bool got = false;
+
+	assert_non_null(l);
+	/* Offloads are not offered: slirp wants finished frames. */
+	assert_int_equal(x->d->host_features & offloads_all, 0);
+	assert_int_equal(net_attach_loop(x->n, l), 0);
+	fx_rx_buf(x, 2048, &g);
+	fx_tx_chain(x, &h, arp, sizeof(arp), NULL, 0);
+	fx_kick(x, NET_TX_QUEUE);
+	for (int i = 0; i < 100 && !(got = vrd_get_used(&x->rx, &id, &len)); i++)
+		loop_run_once(l, 20);
+	assert_true(got);
+	check_rx_hdr(x, g, 1);
+	r = vrd_host(&x->rx, g + NET_VNET_HDR_LEN, len - NET_VNET_HDR_LEN);
+	assert_true(len >= NET_VNET_HDR_LEN + 42);
+	assert_int_equal(r[12] << 8 | r[13], 0x0806);     /* ARP ... */
+	assert_int_equal(r[20] << 8 | r[21], 2);          /* ... reply ... */
+	assert_memory_equal(r + 28, ((uint8_t[]){ 10, 0, 2, 2 }), 4);   /* ... from 10.0.2.2 */
+	assert_memory_equal(r, arp + 6, 6);               /* to the guest's MAC */
+	assert_int_equal(fx_stats(x).tx_packets, 1);
+	assert_int_equal(fx_stats(x).rx_packets, 1);
+	net_detach_loop(x->n);
+	loop_free(l);
+	fx_free(x);
+}
+
 /* ---- --net parsing ---- */
 
 static void test_parse_spec(void **state)
@@ -1184,6 +1234,7 @@ int main(void)
 		cmocka_unit_test(test_mtu),
 		cmocka_unit_test(test_reset_clears_held_frame),
 		cmocka_unit_test(test_kick_from_other_thread_is_deferred),
+		cmocka_unit_test(test_user_backend_end_to_end),
 		cmocka_unit_test(test_parse_spec),
 		cmocka_unit_test(test_new_rejects_bad_config),
 	};
