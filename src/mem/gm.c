@@ -3,6 +3,7 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -19,6 +20,26 @@ static void gm_add(struct guest_mem *gm, uint64_t gpa, uint64_t size, uint8_t *h
 	r->size = size;
 	r->host = host;
 	r->fd_offset = off;
+}
+
+/*
+ * memfd RAM is shmem: it only gets transparent huge pages when the host
+ * allows THP for shmem. Say so once, since it halves large direct I/O.
+ */
+static void gm_check_shmem_thp(void)
+{
+	char buf[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
+
+	if (!f)
+		return;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	if (strstr(buf, "[never]") || strstr(buf, "[deny]"))
+		log_info("mem", "this host disables THP for shared memory (shmem_enabled %s); guest RAM uses "
+			 "small pages - use --hugepages, or set shmem_enabled to advise",
+			 strstr(buf, "[never]") ? "never" : "deny");
 }
 
 int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags)
@@ -49,8 +70,10 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags)
 		err = -errno;
 		goto err_close;
 	}
-	if (!(flags & (GM_HUGEPAGES | GM_NO_THP)))
+	if (!(flags & (GM_HUGEPAGES | GM_NO_THP))) {
 		(void)madvise(map, ram_size, MADV_HUGEPAGE); /* best effort: THP */
+		gm_check_shmem_thp();
+	}
 
 	low = ram_size < LAYOUT_MMIO32_START ? ram_size : LAYOUT_MMIO32_START;
 	high = ram_size - low;
