@@ -109,7 +109,8 @@ static int virtio_activate_locked(struct virtio_dev *d)
 		if (!q->enabled)
 			continue;
 		if (vq_activate(q, d->gm, event_idx, indirect) < 0) {
-			log_guest(&d->rl, d->name, "queue %u: ring addresses are not in guest RAM", i);
+			log_guest(&d->rl, d->name, "queue %u: size %u is not a power of two up to %u, or its "
+				  "rings are not aligned inside guest RAM", i, q->size, q->max_size);
 			return -EINVAL;
 		}
 	}
