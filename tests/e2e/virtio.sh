@@ -53,7 +53,7 @@ bound|renew)
 	ip addr flush dev "$interface"
 	ip addr add "$ip/${mask:-24}" dev "$interface"
 	[ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
-	echo "KESTREL-E2E dhcp=$ip router=$router"
+	echo "KESTREL-E2E dhcp=$ip router=$router" >/dev/hvc0
 	;;
 esac
 EOF2
