@@ -10,7 +10,7 @@ PKGS=(
 	libcmocka-dev liburing-dev libslirp-dev libglib2.0-dev
 	clang libclang-rt-14-dev
 	qemu-system-x86 qemu-utils busybox-static cpio
-	xz-utils zstd kmod e2fsprogs
+	xz-utils zstd kmod e2fsprogs strace
 )
 
 missing=()

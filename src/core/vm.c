@@ -71,6 +71,9 @@ int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus,
 	vm->stop_eventfd = -1;
 	vm->gm.memfd = -1;
 	vm->kvm = kvm;
+	/* vCPUs that never get created must not look like they own fd 0. */
+	for (unsigned i = 0; i < VM_MAX_VCPUS; i++)
+		vm->vcpus[i].fd = -1;
 	if (ncpus == 0 || ncpus > VM_MAX_VCPUS || (int)ncpus > kvm->max_vcpus) {
 		snprintf(err, errlen, "%u vCPUs requested; this host allows 1..%d", ncpus,
 			 kvm->max_vcpus < VM_MAX_VCPUS ? kvm->max_vcpus : VM_MAX_VCPUS);

@@ -83,6 +83,19 @@ expect_rc hello-exit-status "0"
 expect_out hello-prints "$out" "kestrel-guest: hello"
 expect_out hello-sees-cmdline "$out" "greeting"
 
+# Teardown closes only what kestrel opened (it once closed fd 0 for every vCPU slot it never used).
+if command -v strace >/dev/null; then
+	strace -f -e trace=close -o "$T/strace" "$KESTREL" run --kernel "$G/guest-hello.elf" --console none \
+		--cmdline exit=0 </dev/null >/dev/null 2>&1
+	if grep -q "EBADF" "$T/strace" || grep -q "close(0)" "$T/strace"; then
+		fail teardown-closes-only-own-fds "$(grep -e EBADF -e 'close(0)' "$T/strace" | head -3)"
+	else
+		pass teardown-closes-only-own-fds
+	fi
+else
+	skip teardown-closes-only-own-fds "strace not installed"
+fi
+
 run hello-status --kernel "$G/guest-hello.elf" --cmdline "exit=7"
 expect_rc debug-exit-status-7 "7"
 
