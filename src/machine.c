@@ -29,6 +29,7 @@
 #include "mem/layout.h"
 #include "util/log.h"
 #include "machine_priv.h"
+#include "metrics.h"
 
 #define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
 
@@ -342,7 +343,7 @@ int machine_run(const struct machine_config *cfg)
 		fprintf(stderr, "kestrel: error: out of memory\n");
 		return 1;
 	}
-	m->sigfd = m->drain_fd = -1;
+	m->sigfd = m->drain_fd = m->metrics_timer = -1;
 	e = chardev_open(&m->console, cfg->console, err, sizeof(err));
 	if (e < 0) {
 		fprintf(stderr, "kestrel: error: %s\n", err);
@@ -372,6 +373,13 @@ int machine_run(const struct machine_config *cfg)
 		fprintf(stderr, "kestrel: error: event loop: %s\n", strerror(-e));
 		goto out_devices;
 	}
+	if (cfg->metrics_path) {
+		e = metrics_start(m, cfg->metrics_path, cfg->metrics_interval, err, sizeof(err));
+		if (e < 0) {
+			fprintf(stderr, "kestrel: error: %s\n", err);
+			goto out_devices;
+		}
+	}
 	e = machine_start_iothreads(m);
 	if (e < 0) {
 		fprintf(stderr, "kestrel: error: starting I/O threads: %s\n", strerror(-e));
@@ -387,12 +395,14 @@ int machine_run(const struct machine_config *cfg)
 	loop_run(m->loop);
 	status = vm_wait(&m->vm);
 	machine_tty_restore(m);
+	metrics_stop(m);
 	if (cfg->stats) {
 		vm_print_stats(&m->vm, stderr);
 		machine_print_virtio_stats(m, stderr);
 	}
 	log_info("main", "VM stopped (reason %d), exit status %d", m->vm.stop_reason, status);
 out_devices:
+	metrics_stop(m);
 	machine_free_virtio_devices(m);
 	vm_destroy(&m->vm);
 out_kvm:

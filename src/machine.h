@@ -20,6 +20,8 @@ struct machine_config {
 	const char *console;        /* stdio | file:PATH | none */
 	bool hugepages;
 	bool stats;
+	const char *metrics_path;   /* --metrics PATH */
+	unsigned metrics_interval;  /* seconds */
 	bool ignore_host_check;     /* try a stock kernel even on a software KVM */
 	const char *kvm_path;
 

@@ -2,6 +2,7 @@
 #ifndef KESTREL_MACHINE_PRIV_H
 #define KESTREL_MACHINE_PRIV_H
 
+#include <stdio.h>
 #include <termios.h>
 
 #include "backends/chardev.h"
@@ -56,6 +57,10 @@ struct machine {
 	struct machine_vdev vdevs[MACHINE_MAX_VDEVS];
 	unsigned nvdevs;
 	struct virtio_console *vcon;
+	/* --metrics */
+	FILE *metrics_out;
+	int metrics_timer;
+
 	/* kernel command line with the virtio-mmio device list appended */
 	char *cmdline;
 

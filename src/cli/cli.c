@@ -35,6 +35,8 @@ static const char usage_text[] =
 	"                       LIST like 0-1 or 0,2 (round robin)\n"
 	"  --hugepages          back guest RAM with hugetlbfs pages (default: THP)\n"
 	"  --stats              print exits per vCPU and device accesses when the VM ends\n"
+	"  --metrics PATH       write counters as one JSON object per line to PATH, every\n"
+	"                       --metrics-interval SECS (default 60) and at exit\n"
 	"  --ignore-host-check  boot a stock kernel even when /dev/kvm has no hardware\n"
 	"                       virtualization behind it (it will crawl; see HOST notes)\n"
 	"  --kvm PATH           KVM device (default /dev/kvm)\n"
@@ -91,7 +93,7 @@ static int parse_uint(const char *s, unsigned *out)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_HUGEPAGES,
-       OPT_STATS, OPT_IGNORE_HOST, OPT_KVM, OPT_RNG, OPT_TRANSPORT, OPT_PIN, OPT_DISK, OPT_NET };
+       OPT_STATS, OPT_IGNORE_HOST, OPT_KVM, OPT_RNG, OPT_TRANSPORT, OPT_PIN, OPT_DISK, OPT_NET, OPT_METRICS, OPT_METRICS_INTERVAL };
 
 /* "0-3,6" -> cpus[]; 0 or -EINVAL. */
 int cli_parse_cpulist(const char *s, int *cpus, unsigned max, unsigned *n)
@@ -182,6 +184,8 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 		{ "pin", required_argument, NULL, OPT_PIN },
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "net", required_argument, NULL, OPT_NET },
+		{ "metrics", required_argument, NULL, OPT_METRICS },
+		{ "metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -194,6 +198,7 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 	cfg->console = "stdio";
 	cfg->kvm_path = "/dev/kvm";
 	cfg->cmdline = "";
+	cfg->metrics_interval = 60;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -243,6 +248,14 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 				return CLI_EXIT_USAGE;
 			}
 			cfg->nets[cfg->nnets++] = optarg;
+			break;
+		case OPT_METRICS: cfg->metrics_path = optarg; break;
+		case OPT_METRICS_INTERVAL:
+			if (parse_uint(optarg, &cfg->metrics_interval) || cfg->metrics_interval == 0 ||
+			    cfg->metrics_interval > 86400) {
+				snprintf(err, errlen, "--metrics-interval: '%s' is not 1..86400 seconds", optarg);
+				return CLI_EXIT_USAGE;
+			}
 			break;
 		case OPT_PIN:
 			if (cli_parse_pin(optarg, cfg)) {

@@ -140,6 +140,23 @@ mmio_exits=$(awk '$1=="mmio" {print $NF}' "$err" | head -1)
 if [ -n "$mmio_exits" ] && [ "$mmio_exits" -ge 2000 ]; then pass cpl3-stats-mmio-exits
 else fail cpl3-stats-mmio-exits "mmio exits '$mmio_exits' < 2000"; show_tail "$err" 30; fi
 
+# --metrics: JSON lines, periodic and at exit, with the same counters --stats shows.
+timeout -s TERM 3 "$KESTREL" run --kernel "$G/guest-hello.elf" --console none --cmdline "mode=hlt" \
+	--metrics "$T/hlt.metrics" --metrics-interval 1 </dev/null >/dev/null 2>&1
+run metrics --kernel "$G/guest-cpl3.elf" --console none --cmdline "n=2000" --rng --metrics "$T/cpl3.metrics"
+if python3 - "$T/hlt.metrics" "$T/cpl3.metrics" <<'PY'
+import json, sys
+hlt = [json.loads(l) for l in open(sys.argv[1])]
+cpl3 = [json.loads(l) for l in open(sys.argv[2])]
+assert len(hlt) >= 3, f"{len(hlt)} lines in 3 s at 1 s intervals"
+assert all(b["utc_timestamp_ms"] > a["utc_timestamp_ms"] for a, b in zip(hlt, hlt[1:]))
+last = cpl3[-1]
+assert last["vcpus"][0]["exits"]["mmio"] >= 2000, last["vcpus"][0]
+assert last["devices"]["uart-com1@0x3f8"]["writes"] >= 2000
+assert last["virtio"]["rng"]["type"] == "virtio-rng"
+PY
+then pass metrics-json-lines; else fail metrics-json-lines "bad metrics output"; head -c 600 "$T/cpl3.metrics"; fi
+
 run hostile --kernel "$G/guest-hostile.elf" --cmdline "seed=12345"
 expect_rc hostile-status "0"
 expect_out hostile-survived "$out" "hostile survived"

@@ -1,0 +1,95 @@
+/*
+ * Intel 82540EM gigabit Ethernet controller (PCI 8086:100E), the NIC Linux's
+ * stock e1000 driver drives: BAR0 memory-mapped registers, BAR1 I/O window
+ * (IOADDR/IODATA), a 64-word Microwire EEPROM, an M88E1011 PHY behind MDIC,
+ * legacy and extended (context + data, TSO/checksum offload) transmit
+ * descriptors, legacy receive descriptors, INTx or MSI with ITR throttling.
+ *
+ * It is the emulated counterpart to virtio-net: every register access is a
+ * VM exit, which is the point of having it.
+ *
+ * Threading: register accesses come from vCPU threads. Frames move on the
+ * I/O thread whose loop the device is attached to (e1000_attach_loop), the
+ * only thread that calls the network backend. Without a loop (unit tests,
+ * fuzzing) transmit runs inside the TDT write and receive in e1000_poll().
+ */
+#ifndef KESTREL_E1000_H
+#define KESTREL_E1000_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/net.h"
+#include "bus/irq.h"
+#include "devices/pci/pci.h"
+#include "mem/gm.h"
+
+#define E1000_VENDOR_ID     0x8086
+#define E1000_DEVICE_ID     0x100e      /* 82540EM desktop */
+#define E1000_SUBSYS_ID     0x001e
+#define E1000_CLASS         0x020000    /* Ethernet controller */
+#define E1000_MMIO_SIZE     0x20000     /* BAR0: 128 KiB of registers */
+#define E1000_IO_SIZE       64          /* BAR1: IOADDR / IODATA */
+
+struct e1000;
+struct loop;
+
+struct e1000_config {
+	uint8_t mac[6];
+	/*
+	 * An open backend. e1000_new() takes it over in every case: the device
+	 * frees it in e1000_free(), or at once when e1000_new() fails.
+	 */
+	struct net_backend *backend;
+};
+
+/* Counters, for metrics and tests. */
+struct e1000_stats {
+	uint64_t mmio_exits;       /* BAR0 register accesses */
+	uint64_t pio_exits;        /* BAR1 IOADDR/IODATA accesses */
+	uint64_t tdt_writes;       /* transmit doorbells */
+	uint64_t rdt_writes;
+	uint64_t irqs;             /* interrupts raised: INTx assertions and MSI messages */
+	uint64_t irqs_throttled;   /* of those, how many ITR held back for a while */
+	uint64_t tx_packets;       /* frames handed to the backend (TSO: per segment) */
+	uint64_t tx_bytes;
+	uint64_t tx_tso;           /* TSO super-frames segmented */
+	uint64_t tx_dropped;       /* malformed, oversized, unreadable or refused */
+	uint64_t rx_packets;       /* frames delivered to the guest */
+	uint64_t rx_bytes;
+	uint64_t rx_filtered;      /* not addressed to us (address/VLAN filters) */
+	uint64_t rx_dropped;       /* could never fit, bad buffer address, receiver off */
+	uint64_t rx_no_desc;       /* times receive stalled for want of descriptors */
+	uint64_t backend_dropped;  /* frames the backend itself dropped */
+};
+
+/*
+ * Create the device: PCI identity, BARs, MSI capability, EEPROM holding
+ * cfg->mac. msi may be NULL (no MSI capability then). 0 or -errno with a
+ * one-line reason in err.
+ */
+int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct guest_mem *gm,
+	      const struct msi_host *msi, char *err, size_t errlen);
+/* Stops nothing by itself: detach from the loop (or stop the I/O thread) first. NULL: no-op. */
+void e1000_free(struct e1000 *e);
+
+/* The PCI function, for pci_host_add(). */
+struct pci_dev *e1000_pci(struct e1000 *e);
+
+/*
+ * The INTx line of the slot the device was placed in (the machine makes it
+ * after pci_host_add: GSI LAYOUT_PCI_IRQ(slot, 0) for INTA#). NULL: none.
+ */
+void e1000_set_irq(struct e1000 *e, struct irq *intx);
+
+/* Move frames on this loop's thread from now on. 0 or -errno (-EBUSY: attached). */
+int e1000_attach_loop(struct e1000 *e, struct loop *l);
+/* Call with that loop stopped, or from its own thread. */
+void e1000_detach_loop(struct e1000 *e);
+
+/* No loop attached: do the receive (and any waiting transmit) work now. */
+void e1000_poll(struct e1000 *e);
+
+void e1000_get_stats(struct e1000 *e, struct e1000_stats *st);
+
+#endif

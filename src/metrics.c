@@ -1,0 +1,124 @@
+/*
+ * --metrics PATH: one JSON object per line, in the spirit of Firecracker's
+ * metrics file, written every interval and once more when the VM ends.
+ * Counters are cumulative since start; a reader takes differences.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "machine_priv.h"
+#include "metrics.h"
+
+struct metrics_ctx {
+	FILE *out;
+	const struct machine *m;
+	const char *bus;
+	bool first;
+};
+
+static void metrics_range(const struct bus_range *r, void *arg)
+{
+	struct metrics_ctx *c = arg;
+
+	fprintf(c->out, "%s\"%s@%#llx\":{\"bus\":\"%s\",\"reads\":%llu,\"writes\":%llu}", c->first ? "" : ",",
+		r->name, (unsigned long long)r->base, c->bus,
+		(unsigned long long)__atomic_load_n(&r->counters->reads, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&r->counters->writes, __ATOMIC_RELAXED));
+	c->first = false;
+}
+
+void metrics_write(struct machine *m, FILE *out)
+{
+	struct metrics_ctx c = { .out = out, .m = m, .first = true };
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	fprintf(out, "{\"utc_timestamp_ms\":%lld,\"vcpus\":[",
+		(long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	for (unsigned i = 0; i < m->vm.ncpus; i++) {
+		const struct vcpu_stats *s = &m->vm.vcpus[i].stats;
+		bool first = true;
+
+		fprintf(out, "%s{\"id\":%u,\"exits\":{", i ? "," : "", i);
+		for (unsigned r = 0; r < KVM_EXIT_REASON_MAX; r++) {
+			uint64_t n = __atomic_load_n(&s->exits[r], __ATOMIC_RELAXED);
+
+			if (!n)
+				continue;
+			fprintf(out, "%s\"%s\":%llu", first ? "" : ",", kvm_exit_reason_name(r), (unsigned long long)n);
+			first = false;
+		}
+		fprintf(out, "}}");
+	}
+	fprintf(out, "],\"devices\":{");
+	c.bus = "pio";
+	bus_for_each(&m->vm.pio, metrics_range, &c);
+	c.bus = "mmio";
+	bus_for_each(&m->vm.mmio, metrics_range, &c);
+	fprintf(out, "},\"unmapped\":{\"pio_reads\":%llu,\"pio_writes\":%llu,\"mmio_reads\":%llu,\"mmio_writes\":%llu}",
+		(unsigned long long)m->vm.pio.unmapped_reads, (unsigned long long)m->vm.pio.unmapped_writes,
+		(unsigned long long)m->vm.mmio.unmapped_reads, (unsigned long long)m->vm.mmio.unmapped_writes);
+	fprintf(out, ",\"virtio\":{");
+	for (unsigned i = 0; i < m->nvdevs; i++) {
+		const struct virtio_metrics *x = &m->vdevs[i].vdev->metrics;
+
+		fprintf(out, "%s\"%s\":{\"type\":\"%s\",\"kicks\":%llu,\"interrupts\":%llu,\"suppressed\":%llu,"
+			"\"requests\":%llu,\"rx_packets\":%llu,\"rx_bytes\":%llu,\"tx_packets\":%llu,\"tx_bytes\":%llu,"
+			"\"errors\":%llu}", i ? "," : "", m->vdevs[i].io.name + 3, m->vdevs[i].vdev->name,
+			(unsigned long long)x->kicks, (unsigned long long)x->interrupts,
+			(unsigned long long)x->suppressed, (unsigned long long)x->requests,
+			(unsigned long long)x->rx_packets, (unsigned long long)x->rx_bytes,
+			(unsigned long long)x->tx_packets, (unsigned long long)x->tx_bytes,
+			(unsigned long long)x->errors);
+	}
+	fprintf(out, "}}\n");
+	fflush(out);
+}
+
+static void metrics_tick(void *opaque, uint32_t events)
+{
+	struct machine *m = opaque;
+	uint64_t expirations;
+
+	if (read(m->metrics_timer, &expirations, sizeof(expirations)) > 0)
+		metrics_write(m, m->metrics_out);
+}
+
+int metrics_start(struct machine *m, const char *path, unsigned interval_s, char *err, size_t errlen)
+{
+	struct itimerspec its = { .it_interval = { interval_s, 0 }, .it_value = { interval_s, 0 } };
+	int e;
+
+	m->metrics_out = fopen(path, "we");
+	if (!m->metrics_out) {
+		e = -errno;
+		snprintf(err, errlen, "metrics file %s: %s", path, strerror(errno));
+		return e;
+	}
+	m->metrics_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (m->metrics_timer < 0 || timerfd_settime(m->metrics_timer, 0, &its, NULL) < 0 ||
+	    loop_add(m->loop, m->metrics_timer, EPOLLIN, metrics_tick, m) < 0) {
+		snprintf(err, errlen, "metrics timer: %s", strerror(errno));
+		return -EIO;
+	}
+	return 0;
+}
+
+void metrics_stop(struct machine *m)
+{
+	if (m->metrics_out) {
+		metrics_write(m, m->metrics_out);
+		fclose(m->metrics_out);
+		m->metrics_out = NULL;
+	}
+	if (m->metrics_timer >= 0) {
+		loop_del(m->loop, m->metrics_timer);
+		close(m->metrics_timer);
+		m->metrics_timer = -1;
+	}
+}

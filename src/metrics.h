@@ -1,0 +1,15 @@
+#ifndef KESTREL_METRICS_H
+#define KESTREL_METRICS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct machine;
+
+/* Open PATH and write a line every interval_s seconds from the main loop. */
+int metrics_start(struct machine *m, const char *path, unsigned interval_s, char *err, size_t errlen);
+/* Write the final line and close. */
+void metrics_stop(struct machine *m);
+void metrics_write(struct machine *m, FILE *out);
+
+#endif
