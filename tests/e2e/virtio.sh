@@ -57,6 +57,8 @@ bound|renew)
 	;;
 esac
 EOF2
+# udhcpc execs it, and --l2-add copies files with their mode.
+chmod 0755 "$work/udhcpc.script"
 
 cat >"$work/l2-init" <<'EOF2'
 #!/bin/sh
