@@ -37,6 +37,17 @@ struct machine_vdev {
 	void *dev;
 };
 
+struct e1000;
+
+/* An emulated e1000 NIC: its own I/O thread for receive, an INTx line. */
+struct machine_nic {
+	struct e1000 *dev;
+	struct iothread io;
+	struct irq intx;
+};
+
+#define MACHINE_MAX_NICS 4
+
 struct machine {
 	struct kvm kvm;
 	struct vm vm;
@@ -57,6 +68,8 @@ struct machine {
 	struct machine_vdev vdevs[MACHINE_MAX_VDEVS];
 	unsigned nvdevs;
 	struct virtio_console *vcon;
+	struct machine_nic nics[MACHINE_MAX_NICS];
+	unsigned nnics;
 	/* --metrics */
 	FILE *metrics_out;
 	int metrics_timer;

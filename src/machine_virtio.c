@@ -10,6 +10,8 @@
 
 #include <sys/epoll.h>
 
+#include "backends/net.h"
+#include "devices/e1000.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "machine_priv.h"
@@ -245,18 +247,98 @@ static void free_net(void *p)
 	free(ns);
 }
 
+/* The emulated Intel 82540EM: same backends, a real NIC's registers. */
+static int machine_add_e1000(struct machine *m, const struct machine_config *cfg, const struct net_config *nc,
+			     unsigned idx, char *err, size_t errlen)
+{
+	struct machine_nic *nic;
+	struct e1000_config ec = { .backend = NULL };
+	char name[16];
+	int e, slot;
+
+	if (m->nnics == MACHINE_MAX_NICS) {
+		snprintf(err, errlen, "too many e1000 NICs (at most %d)", MACHINE_MAX_NICS);
+		return -ENOSPC;
+	}
+	nic = &m->nics[m->nnics];
+	memset(nic, 0, sizeof(*nic));
+	snprintf(name, sizeof(name), "io-e1000-%u", idx);
+	e = nc->backend == NET_BACKEND_TAP ? net_tap_open(&ec.backend, nc->ifname, err, errlen) :
+	    net_slirp_open(&ec.backend, nc->hostfwd, nc->nr_hostfwd, err, errlen);
+	if (e < 0)
+		return e;
+	memcpy(ec.mac, nc->mac, sizeof(ec.mac));
+	e = iothread_init(&nic->io, name, io_cpu(cfg, m->nvdevs + m->nnics));
+	if (e < 0) {
+		ec.backend->ops->free(ec.backend);
+		snprintf(err, errlen, "e1000: cannot create its I/O thread");
+		return e;
+	}
+	e = e1000_new(&nic->dev, &ec, &m->vm.gm, &m->msi, err, errlen);
+	m->nnics++;
+	if (e < 0)
+		return e;
+	slot = pci_host_add(&m->pci, e1000_pci(nic->dev), 1);
+	if (slot < 0) {
+		snprintf(err, errlen, "e1000: no free PCI slot");
+		return slot;
+	}
+	vm_irq_init(&m->vm, &nic->intx, LAYOUT_PCI_IRQ((unsigned)slot, 0));
+	e1000_set_irq(nic->dev, &nic->intx);
+	e = e1000_attach_loop(nic->dev, nic->io.loop);
+	if (e < 0)
+		snprintf(err, errlen, "e1000: event loop: %s", strerror(-e));
+	return e;
+}
+
+/* "model=virtio|e1000" inside a --net spec; removed from the copy in buf. */
+static int net_take_model(const char *spec, char *buf, size_t len, bool *e1000, char *err, size_t errlen)
+{
+	char *p, *tok, *save = NULL;
+	size_t n = 0;
+
+	*e1000 = false;
+	if (strlen(spec) >= len) {
+		snprintf(err, errlen, "--net: specification too long");
+		return -EINVAL;
+	}
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s", spec);
+	buf[0] = '\0';
+	for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(tok, "model=", 6)) {
+			if (!strcmp(tok + 6, "e1000")) {
+				*e1000 = true;
+			} else if (strcmp(tok + 6, "virtio")) {
+				snprintf(err, errlen, "--net: unknown model '%.32s' (virtio or e1000)", tok + 6);
+				return -EINVAL;
+			}
+			continue;
+		}
+		p = buf + n;
+		n += (size_t)snprintf(p, len - n, "%s%s", n ? "," : "", tok);
+	}
+	return 0;
+}
+
 static int machine_add_net(struct machine *m, const struct machine_config *cfg, const char *spec,
 			   unsigned idx, char *err, size_t errlen)
 {
 	struct net_config nc;
 	struct machine_vdev *s;
 	struct net_slot *ns;
-	char name[16];
+	char name[16], rest[512];
+	bool e1000;
 	int e;
 
-	e = net_parse_spec(spec, &nc, err, errlen);
+	e = net_take_model(spec, rest, sizeof(rest), &e1000, err, errlen);
 	if (e < 0)
 		return e;
+	e = net_parse_spec(rest, &nc, err, errlen);
+	if (e < 0)
+		return e;
+	if (e1000)
+		return machine_add_e1000(m, cfg, &nc, idx, err, errlen);
 	snprintf(name, sizeof(name), "net%u", idx);
 	s = machine_vdev_slot(m, cfg, name, err, errlen);
 	if (!s)
@@ -323,6 +405,12 @@ int machine_add_virtio_devices(struct machine *m, const struct machine_config *c
 
 int machine_start_iothreads(struct machine *m)
 {
+	for (unsigned i = 0; i < m->nnics; i++) {
+		int e = iothread_start(&m->nics[i].io);
+
+		if (e < 0)
+			return e;
+	}
 	for (unsigned i = 0; i < m->nvdevs; i++) {
 		int e = iothread_start(&m->vdevs[i].io);
 
@@ -334,6 +422,16 @@ int machine_start_iothreads(struct machine *m)
 
 void machine_free_virtio_devices(struct machine *m)
 {
+	for (unsigned i = 0; i < m->nnics; i++)
+		iothread_exit(&m->nics[i].io);
+	for (unsigned i = 0; i < m->nnics; i++) {
+		if (!m->nics[i].dev)
+			continue;
+		e1000_detach_loop(m->nics[i].dev);
+		e1000_free(m->nics[i].dev);
+		m->nics[i].dev = NULL;
+	}
+	m->nnics = 0;
 	/* Threads first: nothing may run device code while it is taken apart. */
 	for (unsigned i = 0; i < m->nvdevs; i++)
 		iothread_exit(&m->vdevs[i].io);
@@ -354,8 +452,26 @@ void machine_free_virtio_devices(struct machine *m)
 	m->cmdline = NULL;
 }
 
+static void machine_print_nic_stats(struct machine *m, FILE *out)
+{
+	fprintf(out, "kestrel: e1000 NICs\n  %-8s %10s %10s %10s %10s %10s %10s %10s %10s\n", "nic", "mmio", "pio",
+		"tdt", "irqs", "rx_pkts", "tx_pkts", "rx_drop", "tx_drop");
+	for (unsigned i = 0; i < m->nnics; i++) {
+		struct e1000_stats st;
+
+		e1000_get_stats(m->nics[i].dev, &st);
+		fprintf(out, "  e1000-%-2u %10llu %10llu %10llu %10llu %10llu %10llu %10llu %10llu\n", i,
+			(unsigned long long)st.mmio_exits, (unsigned long long)st.pio_exits,
+			(unsigned long long)st.tdt_writes, (unsigned long long)st.irqs,
+			(unsigned long long)st.rx_packets, (unsigned long long)st.tx_packets,
+			(unsigned long long)st.rx_dropped, (unsigned long long)st.tx_dropped);
+	}
+}
+
 void machine_print_virtio_stats(struct machine *m, FILE *out)
 {
+	if (m->nnics)
+		machine_print_nic_stats(m, out);
 	if (!m->nvdevs)
 		return;
 	fprintf(out, "kestrel: virtio devices\n  %-16s %10s %10s %10s %10s %10s %10s %10s\n", "device", "kicks",

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "devices/e1000.h"
 #include "machine_priv.h"
 #include "metrics.h"
 
@@ -75,6 +76,20 @@ void metrics_write(struct machine *m, FILE *out)
 			(unsigned long long)x->rx_packets, (unsigned long long)x->rx_bytes,
 			(unsigned long long)x->tx_packets, (unsigned long long)x->tx_bytes,
 			(unsigned long long)x->errors);
+	}
+	fprintf(out, "},\"e1000\":{");
+	for (unsigned i = 0; i < m->nnics; i++) {
+		struct e1000_stats st;
+
+		e1000_get_stats(m->nics[i].dev, &st);
+		fprintf(out, "%s\"e1000-%u\":{\"mmio_exits\":%llu,\"pio_exits\":%llu,\"tdt_writes\":%llu,"
+			"\"interrupts\":%llu,\"rx_packets\":%llu,\"rx_bytes\":%llu,\"tx_packets\":%llu,"
+			"\"tx_bytes\":%llu,\"rx_dropped\":%llu,\"tx_dropped\":%llu}", i ? "," : "", i,
+			(unsigned long long)st.mmio_exits, (unsigned long long)st.pio_exits,
+			(unsigned long long)st.tdt_writes, (unsigned long long)st.irqs,
+			(unsigned long long)st.rx_packets, (unsigned long long)st.rx_bytes,
+			(unsigned long long)st.tx_packets, (unsigned long long)st.tx_bytes,
+			(unsigned long long)st.rx_dropped, (unsigned long long)st.tx_dropped);
 	}
 	fprintf(out, "}}\n");
 	fflush(out);
