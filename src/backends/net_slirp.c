@@ -26,6 +26,9 @@
 #include "backends/net.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -122,6 +125,58 @@ static void net_slirp_kick(struct net_slirp *ns)
 		return;
 	ns->kicked = true;
 	net_slirp_signal(ns->kick_fd);
+}
+
+/* ---- libslirp, loaded on first use ---- */
+
+/*
+ * libslirp drags in glib (and pcre2); linking it would load them into every
+ * kestrel process, costing start-up time and resident memory to VMs that
+ * never use user-mode networking. So it is opened when the first user-mode
+ * backend is. The table is written once under pthread_once and then only read.
+ */
+struct slirp_api {
+	bool ok;
+	char why[160];
+	__typeof__(slirp_new) *new_;
+	__typeof__(slirp_cleanup) *cleanup;
+	__typeof__(slirp_input) *input;
+	__typeof__(slirp_pollfds_fill) *pollfds_fill;
+	__typeof__(slirp_pollfds_poll) *pollfds_poll;
+	__typeof__(slirp_handle_timer) *handle_timer;
+	__typeof__(slirp_add_hostfwd) *add_hostfwd;
+};
+
+static struct slirp_api slirp_api;
+static pthread_once_t slirp_api_once = PTHREAD_ONCE_INIT;
+
+static void slirp_api_load(void)
+{
+	void *h = dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL);
+	struct { const char *name; void **slot; } syms[] = {
+		{ "slirp_new", (void **)&slirp_api.new_ },
+		{ "slirp_cleanup", (void **)&slirp_api.cleanup },
+		{ "slirp_input", (void **)&slirp_api.input },
+		{ "slirp_pollfds_fill", (void **)&slirp_api.pollfds_fill },
+		{ "slirp_pollfds_poll", (void **)&slirp_api.pollfds_poll },
+		{ "slirp_handle_timer", (void **)&slirp_api.handle_timer },
+		{ "slirp_add_hostfwd", (void **)&slirp_api.add_hostfwd },
+	};
+
+	if (!h) {
+		snprintf(slirp_api.why, sizeof(slirp_api.why), "cannot load libslirp.so.0 (Debian: apt-get install libslirp0): %s",
+			 dlerror());
+		return;
+	}
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		*syms[i].slot = dlsym(h, syms[i].name);
+		if (!*syms[i].slot) {
+			snprintf(slirp_api.why, sizeof(slirp_api.why), "libslirp.so.0 lacks %s", syms[i].name);
+			return;
+		}
+	}
+	/* The handle stays open for the life of the process: backends keep using it. */
+	slirp_api.ok = true;
 }
 
 /* ---- SlirpCb ---- */
@@ -406,7 +461,7 @@ static void net_slirp_run_timers(struct net_slirp *ns)
 		if (t->cb)
 			t->cb(t->cb_opaque);
 		else
-			slirp_handle_timer(ns->slirp, t->id, t->cb_opaque);
+			slirp_api.handle_timer(ns->slirp, t->id, t->cb_opaque);
 	}
 }
 
@@ -415,7 +470,7 @@ static void net_slirp_fill(struct net_slirp *ns)
 	ns->npfds = 0;
 	ns->fill_timeout_ms = UINT32_MAX;
 	ns->fill_time_ms = net_slirp_now_ns() / 1000000;
-	slirp_pollfds_fill(ns->slirp, &ns->fill_timeout_ms, net_slirp_add_poll, ns);
+	slirp_api.pollfds_fill(ns->slirp, &ns->fill_timeout_ms, net_slirp_add_poll, ns);
 	net_slirp_sync_epoll(ns);
 	net_slirp_arm_timer(ns);
 }
@@ -432,7 +487,7 @@ static void net_slirp_cycle(void *opaque, uint32_t events)
 	if (ns->npfds)
 		rc = poll(ns->pfds, ns->npfds, 0);
 	/* Also with nothing ready: it runs slirp's TCP timers when they are due. */
-	slirp_pollfds_poll(ns->slirp, rc < 0, net_slirp_get_revents, ns);
+	slirp_api.pollfds_poll(ns->slirp, rc < 0, net_slirp_get_revents, ns);
 	net_slirp_run_timers(ns);
 	net_slirp_fill(ns);
 	ns->in_cycle = false;
@@ -451,7 +506,7 @@ static ssize_t net_slirp_send(struct net_backend *be, const struct iovec *iov, i
 		memcpy(ns->txbuf + len, iov[i].iov_base, iov[i].iov_len);
 		len += iov[i].iov_len;
 	}
-	slirp_input(ns->slirp, ns->txbuf, (int)len);
+	slirp_api.input(ns->slirp, ns->txbuf, (int)len);
 	/* The frame may have opened a socket or filled one: watch them before sleeping. */
 	net_slirp_kick(ns);
 	return (ssize_t)len;
@@ -514,7 +569,7 @@ static void net_slirp_free(struct net_backend *be)
 	struct net_slirp *ns = net_slirp_of(be);
 
 	if (ns->slirp)
-		slirp_cleanup(ns->slirp);
+		slirp_api.cleanup(ns->slirp);
 	while (ns->timers) {
 		struct net_slirp_timer *t = ns->timers;
 
@@ -592,6 +647,11 @@ int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsi
 	int rc;
 
 	*out = NULL;
+	pthread_once(&slirp_api_once, slirp_api_load);
+	if (!slirp_api.ok) {
+		snprintf(err, errlen, "user network: %s", slirp_api.why);
+		return -ENOENT;
+	}
 	ns = calloc(1, sizeof(*ns));
 	if (!ns) {
 		snprintf(err, errlen, "user network: out of memory");
@@ -608,7 +668,7 @@ int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsi
 		snprintf(err, errlen, "user network: %s", strerror(-rc));
 		goto err_free;
 	}
-	ns->slirp = slirp_new(&cfg, &net_slirp_callbacks, ns);
+	ns->slirp = slirp_api.new_(&cfg, &net_slirp_callbacks, ns);
 	if (!ns->slirp) {
 		rc = -ENOMEM;
 		snprintf(err, errlen, "user network: libslirp failed to initialise");
@@ -617,7 +677,7 @@ int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsi
 	for (unsigned i = 0; i < nr_fwd; i++) {
 		char host[INET_ADDRSTRLEN];
 
-		if (slirp_add_hostfwd(ns->slirp, fwd[i].udp, fwd[i].host_addr, fwd[i].host_port,
+		if (slirp_api.add_hostfwd(ns->slirp, fwd[i].udp, fwd[i].host_addr, fwd[i].host_port,
 				      fwd[i].guest_addr, fwd[i].guest_port) < 0) {
 			rc = -EADDRINUSE;
 			inet_ntop(AF_INET, &fwd[i].host_addr, host, sizeof(host));
