@@ -5,6 +5,8 @@
 #   EXIT_N (default 100000) writes per exit-cost run.
 #   blk: BLK_N4K (40000) requests per 4 KiB run, BLK_NSEQ (4000) per 128 KiB run,
 #        BLK_IMG (a 1 GiB image made in a temporary directory) the raw image to use.
+#   net-pps (root): NET_N (200000) frames per run, NET_TAP (kbench0) the TAP device it
+#        creates and deletes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$root/build}
@@ -18,7 +20,13 @@ BLK_N4K=${BLK_N4K:-40000}
 BLK_NSEQ=${BLK_NSEQ:-4000}
 HOST_URING=$BUILD/bench/host_uring
 QEMU=${QEMU:-qemu-system-x86_64}
+NET_N=${NET_N:-200000}
+NET_TAP=${NET_TAP:-kbench0}
 what=${1:-all}
+# net: e1000 vs virtio-net in the nested test bed (needs no /dev/kvm here).
+case $what in
+net) exec "$root/bench/netperf.sh" ;;
+esac
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
@@ -30,6 +38,10 @@ if [ "$what" = blk ] || [ "$what" = all ]; then
 	for f in "$G/guest-vblk.elf" "$HOST_URING"; do
 		[ -e "$f" ] || { echo "bench: $f missing (run 'make' first)"; exit 1; }
 	done
+fi
+if [ "$what" = net-pps ] || [ "$what" = all ]; then
+	[ -e "$G/guest-vnet.elf" ] || { echo "bench: $G/guest-vnet.elf missing (run 'make' first)"; exit 1; }
+	[ "$(id -u)" = 0 ] || { echo "bench: net-pps creates a TAP device: run as root"; exit 1; }
 fi
 command -v "$QEMU" >/dev/null || { echo "bench: $QEMU not found (apt-get install qemu-system-x86)"; exit 1; }
 
@@ -227,12 +239,102 @@ blk() {
 	echo
 }
 
+# --- net-pps: virtio-net transmit, frames per second through a TAP device -----
+# guest-vnet keeps the virtio-net transmit ring full (batch frames per kick),
+# polling the used ring from CPL3 (no interrupts), and reports the TSC time
+# from its first frame made available to the last one used. Both VMMs do the
+# work in user space (QEMU: vhost=off) and write into the same TAP device,
+# which this mode creates, brings up (IPv6 off, so the host sends nothing) and
+# deletes. Frames: ethertype 0x88b5 (local experimental) to ff:ff:ff:ff:ff:ff;
+# no protocol takes them, so the host counts each in the TAP's rx_packets and
+# then discards it (rx_dropped/rx_nohandler). Nothing is routed anywhere.
+
+tapstat() { cat "/sys/class/net/$NET_TAP/statistics/$1"; }
+kestrel_net_kicks() { awk '/^kestrel: virtio devices/{on=1; next} on && $1=="virtio-net"{print $2; exit}' "$1"; }
+
+# net_run WANT NAME CMD...: REPS runs under launch; appends the TAP's counters.
+net_run() {
+	local want=$1 name=$2 i st r0 r1; shift 2
+	for i in $(seq "$REPS"); do
+		r0=$(tapstat rx_packets)
+		"$L" -- "$@" >"$T/$name.$i" 2>&1 </dev/null || true
+		r1=$(tapstat rx_packets)
+		echo "tap: tap_rx=$((r1 - r0))" >>"$T/$name.$i"
+		st=$(field status "$T/$name.$i")
+		if [ "$st" != "$want" ] || ! grep -q "vnet done" "$T/$name.$i"; then
+			echo "bench: '$*' ended with status $st, want $want:" >&2
+			tail -5 "$T/$name.$i" >&2
+			exit 1
+		fi
+	done
+}
+
+net_pps() {
+	local size n=$NET_N batch=32 d0 d1
+	if ip link show "$NET_TAP" >/dev/null 2>&1; then
+		echo "bench: $NET_TAP already exists; set NET_TAP to an unused name" >&2
+		exit 1
+	fi
+	ip tuntap add dev "$NET_TAP" mode tap
+	trap 'ip link del "$NET_TAP" 2>/dev/null; rm -rf "$T"' EXIT
+	sysctl -qw "net.ipv6.conf.$NET_TAP.disable_ipv6=1" 2>/dev/null || true
+	ip link set "$NET_TAP" up
+	d0=$(tapstat rx_dropped)
+	echo "### virtio-net transmit through TAP: guest-vnet polling from CPL3 (median of $REPS)"
+	echo
+	echo "kestrel: \`--net tap=$NET_TAP\`; QEMU: microvm,pcie=on, \`-netdev tap,vhost=off\`, virtio-net-pci disable-legacy=on."
+	echo "Guest: VERSION_1 only, 256-entry tx ring kept full, $batch frames per kick, n=$n frames per run."
+	echo
+	echo "| frame | kestrel kpps | QEMU kpps | kestrel / QEMU | TAP rx_packets per run, kestrel (min..max) | same, QEMU | kestrel exits/frame | kestrel kicks/frame (VMM) | guest notifies/frame kestrel / QEMU |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	for size in 64 1500; do
+		local args="n=$n size=$size batch=$batch"
+		net_run 0 "knet-$size" "$K" run --kernel "$G/guest-vnet.elf" --memory 256M --console stdio \
+			--stats --net "tap=$NET_TAP" --cmdline "$args"
+		# n=batch: the exits of boot, PCI set-up and printing, subtracted below.
+		REPS=1 net_run 0 "knetbase-$size" "$K" run --kernel "$G/guest-vnet.elf" --memory 256M \
+			--console stdio --stats --net "tap=$NET_TAP" --cmdline "n=$batch size=$size batch=$batch"
+		net_run 1 "qnet-$size" "$QEMU" -M microvm,pcie=on -accel kvm -m 256 -smp 1 -nodefaults \
+			-no-user-config -display none -serial stdio -device isa-debug-exit,iobase=0x501,iosize=1 \
+			-netdev "tap,id=n0,ifname=$NET_TAP,script=no,downscript=no,vhost=off" \
+			-device virtio-net-pci,netdev=n0,disable-legacy=on \
+			-kernel "$G/guest-vnet.elf" -append "$args"
+		local k q base ex kk gk gq tk tq f
+		# per run: frames per second over the guest's TSC time
+		k=$(for f in "$T/knet-$size".*; do echo "$(kv frames "$f") $(kv tsc_cycles "$f") $(kv tsc_mhz "$f")"; done |
+			awk '{print $1*$3*1e3/$2}' | median)
+		q=$(for f in "$T/qnet-$size".*; do echo "$(kv frames "$f") $(kv tsc_cycles "$f") $(kv tsc_mhz "$f")"; done |
+			awk '{print $1*$3*1e3/$2}' | median)
+		tk=$(for f in "$T/knet-$size".*; do kv tap_rx "$f"; done | sort -g | sed -n '1p;$p' | paste -sd' ' | awk '{print ($1==$2) ? $1 : $1".."$2}')
+		tq=$(for f in "$T/qnet-$size".*; do kv tap_rx "$f"; done | sort -g | sed -n '1p;$p' | paste -sd' ' | awk '{print ($1==$2) ? $1 : $1".."$2}')
+		base=$(kestrel_exits "$T/knetbase-$size.1")
+		ex=$(for f in "$T/knet-$size".*; do echo "$(kestrel_exits "$f") $base $n $batch"; done |
+			awk '{print ($1-$2)/($3-$4)}' | median)
+		kk=$(for f in "$T/knet-$size".*; do echo "$(kestrel_net_kicks "$f") $n"; done | awk '{print $1/$2}' | median)
+		gk=$(for f in "$T/knet-$size".*; do echo "$(kv kicks "$f") $n"; done | awk '{print $1/$2}' | median)
+		gq=$(for f in "$T/qnet-$size".*; do echo "$(kv kicks "$f") $n"; done | awk '{print $1/$2}' | median)
+		printf '| %s bytes | %.1f | %.1f | %.2fx | %s | %s | %.5f | %.4f | %.4f / %.4f |\n' \
+			"$size" "$k" "$q" "$(echo "$k $q" | awk '{print $1/$2}')" "$tk" "$tq" "$ex" "$kk" "$gk" "$gq"
+	done
+	d1=$(tapstat rx_dropped)
+	echo
+	echo "kpps: frames over the guest's TSC time from the first frame made available to the last one"
+	echo "used (boot and exit not in it). TAP rx_packets: the host's count of frames written into the TAP"
+	echo "per run (each should be n=$n; fewer means frames lost on the way). The host stack then drops"
+	echo "every one of them (no handler for ethertype 0x88b5): rx_dropped grew by $((d1 - d0)) in all."
+	echo "exits/frame = (exits(n) - exits(n=$batch)) / (n - $batch) from \`--stats\`; kicks/frame (VMM) = kicks"
+	echo "kestrel's device read (an ioeventfd read can cover several notify writes); guest notifies/frame ="
+	echo "notify writes the guest made (one per batch unless the device set VIRTQ_USED_F_NO_NOTIFY)."
+	echo
+}
+
 echo "Host: $(nproc) CPUs, $(uname -r), KVM module: $(basename "$(ls -d /sys/module/kvm_* 2>/dev/null | head -1)" 2>/dev/null), QEMU $("$QEMU" --version | head -1 | awk '{print $4}')"
 echo
 case $what in
 startup) startup ;;
 exits) exits ;;
 blk) blk ;;
-all) startup; exits; blk ;;
-*) echo "usage: bench/run.sh [startup|exits|blk|all]"; exit 2 ;;
+net-pps) net_pps ;;
+all) startup; exits; blk; net_pps ;;
+*) echo "usage: bench/run.sh [startup|exits|blk|net-pps|all|net]"; exit 2 ;;
 esac
