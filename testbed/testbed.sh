@@ -119,7 +119,8 @@ tb_install_busybox "$root"
 tb_install_modules "$TB_MODDIR" "$TB_KVER" "$root" kvm_amd ${l1_modules//,/ }
 tb_install_binary "$root" "$vmm" /usr/bin/kestrel
 # kestrel dlopen()s libslirp for user-mode networking: bring it and its libraries along.
-slirp_lib=$(ldconfig -p 2>/dev/null | awk '/libslirp\.so\.0 / {print $NF; exit}')
+# (awk reads everything: an early exit would SIGPIPE ldconfig, fatal under pipefail)
+slirp_lib=$(ldconfig -p 2>/dev/null | awk '/libslirp\.so\.0 / && !found {print $NF; found = 1}')
 [ -n "$slirp_lib" ] && tb_install_binary "$root" "$slirp_lib" "$slirp_lib"
 cp "$l2_vmlinuz" "$root/l2/vmlinuz"
 
