@@ -5,32 +5,8 @@
 # EEPROM, the link comes up, ping and a TCP transfer in both directions over
 # TAP with checksums, and kestrel's --stats counts the NIC's register exits.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-testbed=$repo/testbed
-kestrel=${KESTREL:-$repo/build/kestrel}
-case $kestrel in /*) ;; *) kestrel=$PWD/$kestrel ;; esac
-timeout=${E2E_TIMEOUT:-480}
-name=e1000
-failed=0
-pass() { echo "PASS: $name/$1"; }
-fail() { echo "FAIL: $name/$1: $2"; failed=1; }
-skip() { echo "SKIP: $name/$1: $2"; }
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/kestrel-e2e.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-out=$work/testbed.out
-
-. "$testbed/lib.sh"
-if ! tb_ensure_tools 2>"$work/tools.err"; then
-	skip testbed "host tools unavailable: $(tail -n 1 "$work/tools.err")"
-	exit 0
-fi
-if ! "$testbed/fetch.sh" --e1000 >"$work/fetch.out" 2>"$work/fetch.err"; then
-	skip testbed "cannot fetch the test-bed packages: $(tail -n 1 "$work/fetch.err")"
-	exit 0
-fi
-[ -x "$kestrel" ] || { fail kestrel-binary "not found: $kestrel"; exit 1; }
+. "$(dirname "$0")/e2e-lib"
+e2e_setup e1000 --e1000
 
 cat >"$work/l2-init" <<'EOF2'
 #!/bin/sh
@@ -68,8 +44,6 @@ EOF2
 tbrc=$?
 echo "# $name: test bed finished with status $tbrc"
 
-value() { sed -n "s/.*KESTREL-E2E $1=\\([^ ]*\\).*/\\1/p" "$out" | head -n 1 | tr -d '\r'; }
-l1value() { sed -n "s/.*KESTREL-E2E-L1 $1=\\([^ ]*\\).*/\\1/p" "$out" | head -n 1 | tr -d '\r'; }
 
 [ "$(l1value kestrel-rc)" = 0 ] && pass kestrel-exit-status || fail kestrel-exit-status "status '$(l1value kestrel-rc)' (test bed $tbrc)"
 [ "$(value driver)" = e1000 ] && pass driver-probed || fail driver-probed "driver '$(value driver)'"
@@ -85,8 +59,4 @@ if [ -n "$h" ] && [ "$h" = "$g" ]; then pass tcp-host-to-guest; else fail tcp-ho
 tdt=$(awk '$1 ~ /^e1000-/ {print $4}' "$out" | tail -n 1)
 if [ -n "$tdt" ] && [ "$tdt" -gt 0 ]; then pass stats-tdt-doorbells; else fail stats-tdt-doorbells "tdt '$tdt'"; fi
 
-if [ "$failed" != 0 ]; then
-	echo "--- last lines of the test-bed console ---"
-	tail -n 60 "$out" | sed 's/^/  | /'
-fi
-exit "$failed"
+e2e_finish

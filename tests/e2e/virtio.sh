@@ -14,32 +14,8 @@
 #                     host's loopback through 10.0.2.2
 # Output: PASS:/FAIL:/SKIP: lines; exit 1 on any FAIL.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-testbed=$repo/testbed
-kestrel=${KESTREL:-$repo/build/kestrel}
-case $kestrel in /*) ;; *) kestrel=$PWD/$kestrel ;; esac
-timeout=${E2E_TIMEOUT:-480}
-name=virtio
-failed=0
-pass() { echo "PASS: $name/$1"; }
-fail() { echo "FAIL: $name/$1: $2"; failed=1; }
-skip() { echo "SKIP: $name/$1: $2"; }
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/kestrel-e2e.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-out=$work/testbed.out
-
-. "$testbed/lib.sh"
-if ! tb_ensure_tools 2>"$work/tools.err"; then
-	skip testbed "host tools unavailable: $(tail -n 1 "$work/tools.err")"
-	exit 0
-fi
-if ! "$testbed/fetch.sh" >"$work/fetch.out" 2>"$work/fetch.err"; then
-	skip testbed "cannot fetch the test-bed packages: $(tail -n 1 "$work/fetch.err")"
-	exit 0
-fi
-[ -x "$kestrel" ] || { fail kestrel-binary "not found: $kestrel"; exit 1; }
+. "$(dirname "$0")/e2e-lib"
+e2e_setup virtio
 
 # Disks made on this host: an ext4 data disk and a small read-only one.
 mkfs.ext4 -q -F -L kdata "$work/disk.img" 100M || { fail mkfs "mkfs.ext4 failed"; exit 1; }
@@ -130,7 +106,6 @@ EOF2
 tbrc=$?
 echo "# $name: test bed finished with status $tbrc"
 
-value() { sed -n "s/.*KESTREL-E2E $1=\\(.*\\)/\\1/p" "$out" | head -n 1 | tr -d '\r'; }
 krc=$(sed -n 's/.*KESTREL-E2E-L1 kestrel-rc=\([0-9]*\).*/\1/p' "$out" | tail -n 1)
 if [ "$krc" = 0 ]; then pass kestrel-exit-status; else fail kestrel-exit-status "kestrel status '$krc' (test bed $tbrc)"; fi
 
@@ -177,8 +152,4 @@ else fail net-user-http-from-host-loopback "host has '$b_h', guest fetched '$b_g
 kicks=$(awk '$1=="virtio-rng" {print $2}' "$out" | tail -n 1)
 if [ -n "$kicks" ] && [ "$kicks" -gt 0 ]; then pass rng-kicks-counted; else fail rng-kicks-counted "kicks '$kicks'"; fi
 
-if [ "$failed" != 0 ]; then
-	echo "--- last lines of the test-bed console ---"
-	tail -n 60 "$out" | sed 's/^/  | /'
-fi
-exit "$failed"
+e2e_finish
