@@ -422,19 +422,23 @@ int machine_start_iothreads(struct machine *m)
 
 void machine_free_virtio_devices(struct machine *m)
 {
+	/*
+	 * Threads first: nothing may run device code while it is taken apart.
+	 * The loops themselves go last: devices unregister their fds from them.
+	 */
 	for (unsigned i = 0; i < m->nnics; i++)
-		iothread_exit(&m->nics[i].io);
+		iothread_stop(&m->nics[i].io);
+	for (unsigned i = 0; i < m->nvdevs; i++)
+		iothread_stop(&m->vdevs[i].io);
 	for (unsigned i = 0; i < m->nnics; i++) {
-		if (!m->nics[i].dev)
-			continue;
-		e1000_detach_loop(m->nics[i].dev);
-		e1000_free(m->nics[i].dev);
-		m->nics[i].dev = NULL;
+		if (m->nics[i].dev) {
+			e1000_detach_loop(m->nics[i].dev);
+			e1000_free(m->nics[i].dev);
+			m->nics[i].dev = NULL;
+		}
+		iothread_exit(&m->nics[i].io);
 	}
 	m->nnics = 0;
-	/* Threads first: nothing may run device code while it is taken apart. */
-	for (unsigned i = 0; i < m->nvdevs; i++)
-		iothread_exit(&m->vdevs[i].io);
 	for (unsigned i = 0; i < m->nvdevs; i++) {
 		struct machine_vdev *s = &m->vdevs[i];
 
@@ -446,6 +450,7 @@ void machine_free_virtio_devices(struct machine *m)
 			s->free(s->dev);
 		free(s->pci);
 		free(s->mmio);
+		iothread_exit(&s->io);
 	}
 	m->nvdevs = 0;
 	free(m->cmdline);

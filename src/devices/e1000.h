@@ -70,7 +70,10 @@ struct e1000_stats {
  */
 int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct guest_mem *gm,
 	      const struct msi_host *msi, char *err, size_t errlen);
-/* Stops nothing by itself: detach from the loop (or stop the I/O thread) first. NULL: no-op. */
+/*
+ * Frees the backend too. Still attached, it detaches first, which touches
+ * the loop: the loop must still exist then (see e1000_detach_loop). NULL: no-op.
+ */
 void e1000_free(struct e1000 *e);
 
 /* The PCI function, for pci_host_add(). */
@@ -84,7 +87,10 @@ void e1000_set_irq(struct e1000 *e, struct irq *intx);
 
 /* Move frames on this loop's thread from now on. 0 or -errno (-EBUSY: attached). */
 int e1000_attach_loop(struct e1000 *e, struct loop *l);
-/* Call with that loop stopped, or from its own thread. */
+/*
+ * Call with that loop stopped (its thread joined) but not yet freed, or
+ * from the loop's own thread: it removes the device's fds from the loop.
+ */
 void e1000_detach_loop(struct e1000 *e);
 
 /* No loop attached: do the receive (and any waiting transmit) work now. */

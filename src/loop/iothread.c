@@ -50,13 +50,18 @@ int iothread_start(struct iothread *it)
 	return r;
 }
 
-void iothread_exit(struct iothread *it)
+void iothread_stop(struct iothread *it)
 {
 	if (it->started) {
 		loop_stop(it->loop);
 		pthread_join(it->thread, NULL);
 		it->started = false;
 	}
+}
+
+void iothread_exit(struct iothread *it)
+{
+	iothread_stop(it);
 	loop_free(it->loop);
 	it->loop = NULL;
 }

@@ -18,7 +18,9 @@ struct iothread {
 /* Create the loop (register fds on it before or after start). 0 or -errno. */
 int iothread_init(struct iothread *it, const char *name, int cpu);
 int iothread_start(struct iothread *it);
-/* Stop the loop, join the thread and free the loop. */
+/* Stop the loop and join the thread; the loop stays, for devices to unregister from. */
+void iothread_stop(struct iothread *it);
+/* Stop (if still running) and free the loop. */
 void iothread_exit(struct iothread *it);
 
 #endif

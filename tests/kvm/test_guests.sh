@@ -167,6 +167,12 @@ if [ -n "$KESTREL_ASAN" ] && [ -x "$KESTREL_ASAN" ]; then
 	expect_out hostile-asan-survived "$out" "hostile survived"
 	if grep -q "Sanitizer" "$err"; then fail hostile-asan-clean "sanitizer report"; show_tail "$err" 40
 	else pass hostile-asan-clean; fi
+	# Every kind of device set up and torn down again (their I/O threads' loops go last).
+	truncate -s 16M "$T/teardown.img"
+	KESTREL=$KESTREL_ASAN run teardown-asan --kernel "$G/guest-hello.elf" --console none --cmdline exit=0 \
+		--disk "$T/teardown.img" --net user --net user,model=e1000 --rng
+	if [ "$rc" = 0 ] && ! grep -q "Sanitizer" "$err"; then pass asan-teardown-all-devices
+	else fail asan-teardown-all-devices "status $rc"; show_tail "$err" 40; fi
 fi
 
 # A stock Linux kernel on a KVM without hardware virtualization is refused
