@@ -35,13 +35,12 @@ sleep 2
 reboot -f
 EOF2
 
-"$testbed/testbed.sh" --vmm "$kestrel" --l2-init "$work/l2-init" \
+e2e_testbed --vmm "$kestrel" --l2-init "$work/l2-init" \
 	--l2-kernel generic --l2-modules e1000 --l1-modules tun \
 	--add "$here/l1-run-kestrel:/usr/bin/l1-run-kestrel" \
 	--add "$here/l1-e1000:/usr/bin/l1-e1000" \
 	--timeout "$timeout" ${E2E_TESTBED_ARGS:-} -- \
-	l1-e1000 "$((timeout - 90))" </dev/null >"$out" 2>&1
-tbrc=$?
+	l1-e1000 "$((timeout - 90))"
 echo "# $name: test bed finished with status $tbrc"
 
 

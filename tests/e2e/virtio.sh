@@ -92,7 +92,7 @@ if read -t 120 line; then echo "KESTREL-E2E hvc-input=$line"; else echo "KESTREL
 reboot -f
 EOF2
 
-"$testbed/testbed.sh" --vmm "$kestrel" --l2-init "$work/l2-init" \
+e2e_testbed --vmm "$kestrel" --l2-init "$work/l2-init" \
 	--l2-modules virtio_pci,virtio-rng,virtio_console,virtio_blk,virtio_net \
 	--l2-add "$work/udhcpc.script:/udhcpc.script" \
 	--l1-modules loop,tun \
@@ -101,9 +101,7 @@ EOF2
 	--add "$here/l1-virtio:/usr/bin/l1-virtio" \
 	--add "$work/disk.img:/disk.img" --add "$work/ro.img:/ro.img" \
 	--timeout "$timeout" ${E2E_TESTBED_ARGS:-} -- \
-	l1-virtio "$((timeout - 90))" \
-	</dev/null >"$out" 2>&1
-tbrc=$?
+	l1-virtio "$((timeout - 90))"
 echo "# $name: test bed finished with status $tbrc"
 
 krc=$(sed -n 's/.*KESTREL-E2E-L1 kestrel-rc=\([0-9]*\).*/\1/p' "$out" | tail -n 1)
