@@ -37,7 +37,7 @@ int main(int argc, char **argv)
 	bcfg.kernel_path = argv[1];
 	bcfg.cmdline = argc > 2 ? argv[2] : "";
 	if (kvm_open(&kvm, "/dev/kvm", err, sizeof(err)) < 0 ||
-	    vm_create(&vm, &kvm, 256ull << 20, 1, 0, err, sizeof(err)) < 0) {
+	    vm_create(&vm, &kvm, 256ull << 20, 1, 0, NULL, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bare_kvm: %s\n", err);
 		return 1;
 	}

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "boot_images.h"   /* tests/unit: synthetic bzImage and ELF builders */
+#include "boot_images.h"
+#include "snapshot/snap.h"   /* tests/unit: synthetic bzImage and ELF builders */
 
 static int put(const char *dir, const char *name, const uint8_t *p, size_t n)
 {
@@ -55,6 +56,31 @@ static int seeds_boot(const char *dir)
 	return rc ? -1 : 0;
 }
 
+static int seeds_snap(const char *dir)
+{
+	struct snap_writer w;
+	char path[4096], err[256];
+	int rc;
+
+	snap_writer_init(&w);
+	snap_begin(&w, "machine", 1);
+	snap_put_u32(&w, 2);
+	snap_put_u64(&w, 256ull << 20);
+	snap_put_str(&w, "disk.img,ro");
+	snap_put_str(&w, NULL);
+	snap_end(&w);
+	snap_begin(&w, "uart.com1", 1);
+	snap_put_u8(&w, 0x0f);
+	snap_put_bool(&w, true);
+	snap_end(&w);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	rc = snap_writer_save(&w, path, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "%s\n", err);
+	snap_writer_free(&w);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -63,6 +89,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "boot") == 0)
 		return seeds_boot(argv[2]) ? 1 : 0;
+	if (strcmp(argv[1], "snap") == 0)
+		return seeds_snap(argv[2]) ? 1 : 0;
 	/* A target without generated seeds starts from fuzz/corpus/<name> or nothing. */
 	return 0;
 }

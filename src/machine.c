@@ -193,40 +193,12 @@ static void machine_drain_cb(void *opaque, uint32_t events)
 		machine_console_flush(m);
 }
 
-static void machine_stop_cb(void *opaque, uint32_t events)
-{
-	struct machine *m = opaque;
-
-	loop_stop(m->loop);
-}
-
-static void machine_signal_cb(void *opaque, uint32_t events)
-{
-	struct machine *m = opaque;
-	struct signalfd_siginfo si;
-
-	if (read(m->sigfd, &si, sizeof(si)) != sizeof(si))
-		return;
-	log_info("main", "signal %u: stopping the VM", si.ssi_signo);
-	vm_request_stop(&m->vm, VM_STOP_USER, 128 + (int)si.ssi_signo);
-}
-
 static int machine_setup_loop(struct machine *m)
 {
-	sigset_t set;
 	int e;
 
-	m->loop = loop_new();
-	if (!m->loop)
-		return -ENOMEM;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	m->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	m->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (m->sigfd < 0 || m->drain_fd < 0)
+	if (m->drain_fd < 0)
 		return -errno;
 	m->com1.rx_drained = machine_rx_drained;
 	m->com1.rx_opaque = m;
@@ -234,12 +206,17 @@ static int machine_setup_loop(struct machine *m)
 		m->vcon->rx_drained = machine_rx_drained;
 		m->vcon->rx_opaque = m;
 	}
-	e = loop_add(m->loop, m->sigfd, EPOLLIN, machine_signal_cb, m);
-	e = e ?: loop_add(m->loop, m->vm.stop_eventfd, EPOLLIN, machine_stop_cb, m);
-	e = e ?: loop_add(m->loop, m->drain_fd, EPOLLIN, machine_drain_cb, m);
-	if (!e && m->console.in_fd >= 0 && loop_add(m->loop, m->console.in_fd, EPOLLIN, machine_console_in, m) < 0)
-		log_info("main", "console input not pollable; input disabled");
-	return e;
+	e = loop_add(m->loop, m->drain_fd, EPOLLIN, machine_drain_cb, m);
+	if (e)
+		return e;
+	m->drain_registered = true;
+	if (m->console.in_fd >= 0) {
+		if (loop_add(m->loop, m->console.in_fd, EPOLLIN, machine_console_in, m) < 0)
+			log_info("main", "console input not pollable; input disabled");
+		else
+			m->console_registered = true;
+	}
+	return 0;
 }
 
 /* --- start-up report (bench/) -------------------------------------- */
@@ -290,131 +267,307 @@ static void machine_startup_report(struct vm *vm, void *opaque)
 /* --- boot ------------------------------------------------------------ */
 
 static int machine_host_check(const struct machine *m, const struct machine_config *cfg,
-			      const struct boot_entry *entry)
+			      const struct boot_entry *entry, char *err, size_t errlen)
 {
 	if (m->kvm.hw_virt || cfg->ignore_host_check || entry->kind != BOOT_KERNEL_BZIMAGE)
 		return 0;
-	fprintf(stderr,
-		"kestrel: error: %s has no hardware virtualization (KVM module %s, no vmx/svm in the CPU "
-		"flags): guest kernel code would run in KVM's instruction emulator, and a stock Linux "
-		"kernel cannot boot that way (it crawls, then hits xsave/cmpxchg16b). Boot it in the "
-		"nested test bed instead (`make run` does; see testbed/README.md), or pass "
-		"--ignore-host-check to try anyway.\n",
-		cfg->kvm_path, m->kvm.module);
+	snprintf(err, errlen,
+		 "%s has no hardware virtualization (KVM module %s, no vmx/svm in the CPU "
+		 "flags): guest kernel code would run in KVM's instruction emulator, and a stock Linux "
+		 "kernel cannot boot that way (it crawls, then hits xsave/cmpxchg16b). Boot it in the "
+		 "nested test bed instead (`make run` does; see testbed/README.md), or pass "
+		 "--ignore-host-check to try anyway.",
+		 cfg->kvm_path, m->kvm.module);
 	return -ENOTSUP;
 }
 
-static int machine_boot(struct machine *m, const struct machine_config *cfg)
+static int machine_boot(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen)
 {
 	struct acpi_config acfg = { .ncpus = cfg->cpus, .pci = 1 };
 	struct boot_config bcfg = { .kernel_path = cfg->kernel, .initrd_path = cfg->initrd,
 				    .cmdline = m->cmdline ? m->cmdline : cfg->cmdline };
 	struct boot_entry entry;
-	char err[512] = "";
 	int e;
 
 	e = acpi_build(&m->vm.gm, &acfg, &bcfg.rsdp_gpa);
 	if (e < 0) {
-		fprintf(stderr, "kestrel: error: building ACPI tables: %s\n", strerror(-e));
+		snprintf(err, errlen, "building ACPI tables: %s", strerror(-e));
 		return e;
 	}
-	e = boot_load(&m->vm.gm, &bcfg, &entry, err, sizeof(err));
+	err[0] = '\0';
+	e = boot_load(&m->vm.gm, &bcfg, &entry, err, errlen);
 	if (e < 0) {
-		fprintf(stderr, "kestrel: error: %s\n", err[0] ? err : strerror(-e));
+		if (!err[0])
+			snprintf(err, errlen, "%s", strerror(-e));
 		return e;
 	}
-	e = machine_host_check(m, cfg, &entry);
+	e = machine_host_check(m, cfg, &entry, err, errlen);
 	if (e < 0)
 		return e;
-	e = vm_setup_vcpus(&m->vm, &entry, err, sizeof(err));
-	if (e < 0)
-		fprintf(stderr, "kestrel: error: %s\n", err);
-	return e;
+	return vm_setup_vcpus(&m->vm, &entry, err, errlen);
 }
 
-int machine_run(const struct machine_config *cfg)
+struct machine *machine_new(const struct machine_config *cfg, struct loop *loop, const char *mem_file,
+			    char *err, size_t errlen)
 {
 	struct machine *m = calloc(1, sizeof(*m));
-	char err[512] = "";
-	int status = 1;
 	int e;
 
 	if (!m) {
-		fprintf(stderr, "kestrel: error: out of memory\n");
-		return 1;
+		snprintf(err, errlen, "out of memory");
+		return NULL;
 	}
-	m->sigfd = m->drain_fd = m->metrics_timer = -1;
-	e = chardev_open(&m->console, cfg->console, err, sizeof(err));
-	if (e < 0) {
-		fprintf(stderr, "kestrel: error: %s\n", err);
-		goto out_free;
-	}
-	e = kvm_open(&m->kvm, cfg->kvm_path, err, sizeof(err));
-	if (e < 0) {
-		fprintf(stderr, "kestrel: error: %s\n", err);
-		goto out_console;
-	}
-	e = vm_create(&m->vm, &m->kvm, cfg->mem_size, cfg->cpus, cfg->hugepages ? GM_HUGEPAGES : 0,
-		      err, sizeof(err));
-	if (e < 0) {
-		fprintf(stderr, "kestrel: error: %s\n", err);
-		goto out_kvm;
-	}
-	e = machine_add_devices(m, cfg, err, sizeof(err));
-	if (e < 0) {
-		fprintf(stderr, "kestrel: error: %s\n", err);
-		goto out_devices;
-	}
-	e = machine_boot(m, cfg);
+	m->cfg = *cfg;
+	m->loop = loop;
+	m->drain_fd = m->metrics_timer = -1;
+	e = chardev_open(&m->console, cfg->console, err, errlen);
 	if (e < 0)
-		goto out_devices;
+		goto err_free;
+	m->console_open = true;
+	e = kvm_open(&m->kvm, cfg->kvm_path, err, errlen);
+	if (e < 0)
+		goto err_free;
+	m->kvm_open = true;
+	e = vm_create(&m->vm, &m->kvm, cfg->mem_size, cfg->cpus, cfg->hugepages ? GM_HUGEPAGES : 0,
+		      mem_file, err, errlen);
+	if (e < 0)
+		goto err_free;
+	m->vm_created = true;
+	m->restored = mem_file != NULL;
+	e = machine_add_devices(m, cfg, err, errlen);
+	if (e < 0)
+		goto err_free;
+	if (!mem_file) {
+		e = machine_boot(m, cfg, err, errlen);
+		if (e < 0)
+			goto err_free;
+	}
 	e = machine_setup_loop(m);
 	if (e < 0) {
-		fprintf(stderr, "kestrel: error: event loop: %s\n", strerror(-e));
-		goto out_devices;
+		snprintf(err, errlen, "event loop: %s", strerror(-e));
+		goto err_free;
 	}
 	if (cfg->metrics_path) {
-		e = metrics_start(m, cfg->metrics_path, cfg->metrics_interval, err, sizeof(err));
-		if (e < 0) {
-			fprintf(stderr, "kestrel: error: %s\n", err);
-			goto out_devices;
-		}
+		e = metrics_start(m, cfg->metrics_path, cfg->metrics_interval, err, errlen);
+		if (e < 0)
+			goto err_free;
 	}
-	e = machine_start_iothreads(m);
-	if (e < 0) {
-		fprintf(stderr, "kestrel: error: starting I/O threads: %s\n", strerror(-e));
-		goto out_devices;
+	if (cfg->track_dirty_pages) {
+		e = machine_track_dirty(m, true);
+		if (e < 0) {
+			snprintf(err, errlen, "dirty page tracking: %s", strerror(-e));
+			goto err_free;
+		}
 	}
 	for (unsigned i = 0; i < cfg->cpus && cfg->n_vcpu_cpus; i++)
 		m->vm.vcpus[i].cpu = cfg->vcpu_cpus[i % cfg->n_vcpu_cpus];
+	return m;
+
+err_free:
+	machine_free(m);
+	return NULL;
+}
+
+int machine_start(struct machine *m, char *err, size_t errlen)
+{
+	int e = machine_start_iothreads(m);
+
+	if (e < 0) {
+		snprintf(err, errlen, "starting I/O threads: %s", strerror(-e));
+		return e;
+	}
 	machine_tty_raw(m);
 	m->vm.on_first_run = machine_startup_report;
 	e = vm_start(&m->vm);
-	if (e < 0)
-		fprintf(stderr, "kestrel: error: starting vCPUs: %s\n", strerror(-e));
-	loop_run(m->loop);
-	status = vm_wait(&m->vm);
+	if (e < 0) {
+		snprintf(err, errlen, "starting vCPUs: %s", strerror(-e));
+		return e;
+	}
+	m->started = true;
+	return 0;
+}
+
+bool machine_started(const struct machine *m)
+{
+	return m->started;
+}
+
+int machine_pause(struct machine *m)
+{
+	if (!m->started || m->paused)
+		return 0;
+	vm_pause(&m->vm);
+	machine_virtio_pause(m);
+	m->paused = true;
+	return 0;
+}
+
+int machine_resume(struct machine *m, char *err, size_t errlen)
+{
+	int e;
+
+	if (!m->started)
+		return machine_start(m, err, errlen);
+	if (!m->paused)
+		return 0;
+	e = machine_virtio_resume(m);
+	if (e < 0) {
+		snprintf(err, errlen, "restarting I/O threads: %s", strerror(-e));
+		return e;
+	}
+	vm_resume(&m->vm);
+	m->paused = false;
+	return 0;
+}
+
+int machine_stop_fd(const struct machine *m)
+{
+	return m->vm.stop_eventfd;
+}
+
+void machine_request_stop(struct machine *m, int status)
+{
+	vm_request_stop(&m->vm, VM_STOP_USER, status);
+}
+
+int machine_finish(struct machine *m)
+{
+	int status = vm_wait(&m->vm);
+
 	machine_tty_restore(m);
 	metrics_stop(m);
-	if (cfg->stats) {
+	if (m->cfg.stats) {
 		vm_print_stats(&m->vm, stderr);
 		machine_print_virtio_stats(m, stderr);
 	}
 	log_info("main", "VM stopped (reason %d), exit status %d", m->vm.stop_reason, status);
-out_devices:
+	return status;
+}
+
+void machine_free(struct machine *m)
+{
+	if (!m)
+		return;
+	machine_tty_restore(m);
 	metrics_stop(m);
+	if (m->console_registered)
+		loop_del(m->loop, m->console.in_fd);
+	if (m->drain_registered)
+		loop_del(m->loop, m->drain_fd);
 	machine_free_virtio_devices(m);
-	vm_destroy(&m->vm);
-out_kvm:
-	kvm_close(&m->kvm);
-out_console:
-	chardev_close(&m->console);
-out_free:
-	loop_free(m->loop);
-	if (m->sigfd >= 0)
-		close(m->sigfd);
+	if (m->vm_created)
+		vm_destroy(&m->vm);
+	if (m->kvm_open)
+		kvm_close(&m->kvm);
+	if (m->console_open)
+		chardev_close(&m->console);
 	if (m->drain_fd >= 0)
 		close(m->drain_fd);
+	free(m->cmdline);
 	free(m);
+}
+
+int machine_ctrl_alt_del(struct machine *m)
+{
+	/* Set 1 make codes Ctrl, Alt, Delete (E0 53), then their breaks. */
+	static const uint8_t seq[] = { 0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d };
+
+	return i8042_kbd_input(&m->kbd, seq, sizeof(seq)) == sizeof(seq) ? 0 : -ENOBUFS;
+}
+
+int machine_set_metrics(struct machine *m, const char *path, char *err, size_t errlen)
+{
+	metrics_stop(m);
+	return metrics_start(m, path, m->cfg.metrics_interval ? m->cfg.metrics_interval : 60, err, errlen);
+}
+
+int machine_flush_metrics(struct machine *m, char *err, size_t errlen)
+{
+	if (!m->metrics_out) {
+		snprintf(err, errlen, "no metrics destination: PUT /metrics first");
+		return -EINVAL;
+	}
+	metrics_write(m, m->metrics_out);
+	fflush(m->metrics_out);
+	return 0;
+}
+
+/* --- the command line's VM: one machine, its own loop --------------- */
+
+static void machine_run_stop_cb(void *opaque, uint32_t events)
+{
+	loop_stop(opaque);
+}
+
+struct machine_run_sig {
+	struct machine *m;
+	int fd;
+};
+
+static void machine_run_signal_cb(void *opaque, uint32_t events)
+{
+	struct machine_run_sig *s = opaque;
+	struct signalfd_siginfo si;
+
+	if (read(s->fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	log_info("main", "signal %u: stopping the VM", si.ssi_signo);
+	machine_request_stop(s->m, 128 + (int)si.ssi_signo);
+}
+
+int machine_signalfd(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int machine_run(const struct machine_config *cfg)
+{
+	struct machine_run_sig sig = { .fd = -1 };
+	struct loop *loop = loop_new();
+	struct machine *m = NULL;
+	char err[512] = "";
+	int status = 1;
+
+	if (!loop) {
+		fprintf(stderr, "kestrel: error: out of memory\n");
+		return 1;
+	}
+	sig.fd = machine_signalfd();
+	if (sig.fd < 0) {
+		fprintf(stderr, "kestrel: error: signalfd: %s\n", strerror(errno));
+		goto out;
+	}
+	m = machine_new(cfg, loop, NULL, err, sizeof(err));
+	if (!m) {
+		fprintf(stderr, "kestrel: error: %s\n", err);
+		goto out;
+	}
+	sig.m = m;
+	if (loop_add(loop, sig.fd, EPOLLIN, machine_run_signal_cb, &sig) < 0 ||
+	    loop_add(loop, machine_stop_fd(m), EPOLLIN, machine_run_stop_cb, loop) < 0) {
+		fprintf(stderr, "kestrel: error: event loop: %s\n", strerror(errno));
+		goto out;
+	}
+	if (machine_start(m, err, sizeof(err)) < 0)
+		fprintf(stderr, "kestrel: error: %s\n", err);
+	loop_run(loop);
+	status = machine_finish(m);
+out:
+	if (m) {
+		loop_del(loop, machine_stop_fd(m));
+		machine_free(m);
+	}
+	if (sig.fd >= 0) {
+		loop_del(loop, sig.fd);
+		close(sig.fd);
+	}
+	loop_free(loop);
 	return status;
 }

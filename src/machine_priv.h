@@ -49,6 +49,11 @@ struct machine_nic {
 #define MACHINE_MAX_NICS 4
 
 struct machine {
+	struct machine_config cfg;     /* as built (strings owned by the caller) */
+	bool console_open, kvm_open, vm_created;
+	bool started, paused;
+	bool restored;                 /* RAM is a private map of a snapshot memory file */
+	bool console_registered, drain_registered;
 	struct kvm kvm;
 	struct vm vm;
 	struct loop *loop;
@@ -63,7 +68,6 @@ struct machine {
 	struct pci_host pci;
 	struct sysevent_sink sink;
 	struct msi_host msi;
-	int sigfd;
 
 	struct machine_vdev vdevs[MACHINE_MAX_VDEVS];
 	unsigned nvdevs;
@@ -88,10 +92,34 @@ struct machine {
 	struct termios saved_tty;
 };
 
+/* machine.c: SIGINT/SIGTERM/SIGHUP blocked and delivered to a signalfd (the main loop's). */
+int machine_signalfd(void);
+
 /* machine_virtio.c */
 int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen);
 void machine_free_virtio_devices(struct machine *m);
 int machine_start_iothreads(struct machine *m);
+/*
+ * Pause (main thread, vCPUs already paused): stop every virtio and e1000 I/O
+ * thread, then quiesce each device, so nothing is in flight and every
+ * completion is in the used rings / descriptor rings with its interrupt sent.
+ * Idempotent. Resume restarts the I/O threads; devices carry on by
+ * themselves. 0 or -errno.
+ */
+void machine_virtio_pause(struct machine *m);
+int machine_virtio_resume(struct machine *m);
+/*
+ * Snapshot, paused: one section "vdev.N" per virtio device (its transport,
+ * core, device and PCI config state) and one "e1000.N" per e1000 NIC.
+ * Restore into the same machine freshly built (I/O threads not started yet):
+ * every vdev section is checked first, then the e1000 sections are loaded
+ * (each checks itself before it changes anything), then the vdevs applied.
+ * 0, or -errno with a one-line error naming the device in err.
+ */
+struct snap_writer;
+struct snap_reader;
+void machine_virtio_save(struct machine *m, struct snap_writer *w);
+int machine_virtio_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
 void machine_print_virtio_stats(struct machine *m, FILE *out);
 
 #endif

@@ -16,6 +16,7 @@
 #include "devices/virtio/net.h"
 #include "machine_priv.h"
 #include "mem/layout.h"
+#include "snapshot/snap.h"
 #include "util/log.h"
 
 /* virtio-mmio devices: 4 KiB windows from LAYOUT_VIRTIO_MMIO_START, IOAPIC pins from 16 up. */
@@ -414,6 +415,154 @@ int machine_start_iothreads(struct machine *m)
 	for (unsigned i = 0; i < m->nvdevs; i++) {
 		int e = iothread_start(&m->vdevs[i].io);
 
+		if (e < 0)
+			return e;
+	}
+	return 0;
+}
+
+/* --- pause, resume, snapshot ------------------------------------------- */
+
+/* Layout of a "vdev.N" section: device id, transport kind, then the transport's save. */
+#define MACHINE_VDEV_SNAP_VERSION 1
+#define VDEV_TRANSPORT_PCI  0
+#define VDEV_TRANSPORT_MMIO 1
+
+void machine_virtio_pause(struct machine *m)
+{
+	/* Threads first, all of them: quiesce runs device code on this thread instead. */
+	for (unsigned i = 0; i < m->nnics; i++)
+		iothread_stop(&m->nics[i].io);
+	for (unsigned i = 0; i < m->nvdevs; i++)
+		iothread_stop(&m->vdevs[i].io);
+	for (unsigned i = 0; i < m->nvdevs; i++)
+		virtio_dev_quiesce(m->vdevs[i].vdev);
+	for (unsigned i = 0; i < m->nnics; i++)
+		e1000_quiesce(m->nics[i].dev);
+}
+
+int machine_virtio_resume(struct machine *m)
+{
+	/* Kicks and completions that came while paused wait in their eventfds for the threads. */
+	int e = machine_start_iothreads(m);
+
+	if (e < 0)
+		return e;
+	for (unsigned i = 0; i < m->nnics; i++)
+		e1000_resume_work(m->nics[i].dev);
+	return 0;
+}
+
+/* "blk0", "net1", "console", "rng": the I/O thread's name without "io-". */
+static const char *vdev_label(const struct machine_vdev *s)
+{
+	return strncmp(s->io.name, "io-", 3) ? s->io.name : s->io.name + 3;
+}
+
+void machine_virtio_save(struct machine *m, struct snap_writer *w)
+{
+	char name[SNAP_NAME_LEN];
+
+	for (unsigned i = 0; i < m->nvdevs; i++) {
+		struct machine_vdev *s = &m->vdevs[i];
+
+		snprintf(name, sizeof(name), "vdev.%u", i);
+		snap_begin(w, name, MACHINE_VDEV_SNAP_VERSION);
+		snap_put_u16(w, s->vdev->device_id);
+		snap_put_u8(w, s->pci ? VDEV_TRANSPORT_PCI : VDEV_TRANSPORT_MMIO);
+		if (s->pci)
+			virtio_pci_save(s->pci, w);
+		else
+			virtio_mmio_save(s->mmio, w);
+		snap_end(w);
+	}
+	for (unsigned i = 0; i < m->nnics; i++) {
+		snprintf(name, sizeof(name), "e1000.%u", i);
+		snap_begin(w, name, E1000_SNAP_VERSION);
+		e1000_save(m->nics[i].dev, w);
+		snap_end(w);
+	}
+}
+
+/* Check (apply false) or apply one vdev's section. */
+static int machine_vdev_load(struct machine *m, unsigned i, const struct snap_reader *r, bool apply,
+			     char *err, size_t errlen)
+{
+	struct machine_vdev *v = &m->vdevs[i];
+	char name[SNAP_NAME_LEN], why[256] = "";
+	struct snap_sec s;
+	uint16_t id;
+	uint8_t kind;
+	int e;
+
+	snprintf(name, sizeof(name), "vdev.%u", i);
+	if (snap_find(r, name, &s) < 0) {
+		snprintf(err, errlen, "snapshot: no state for virtio device %u (%s)", i, vdev_label(v));
+		return -EINVAL;
+	}
+	if (s.version != MACHINE_VDEV_SNAP_VERSION) {
+		snprintf(err, errlen, "snapshot: %s (%s): layout version %u, this kestrel reads %u", name,
+			 vdev_label(v), s.version, MACHINE_VDEV_SNAP_VERSION);
+		return -EINVAL;
+	}
+	id = snap_get_u16(&s);
+	kind = snap_get_u8(&s);
+	if (s.err || id != v->vdev->device_id || kind != (v->pci ? VDEV_TRANSPORT_PCI : VDEV_TRANSPORT_MMIO)) {
+		snprintf(err, errlen, "snapshot: %s (%s): snapshot has virtio device id %u on %s, this machine "
+			 "id %u on %s", name, vdev_label(v), id, kind == VDEV_TRANSPORT_PCI ? "pci" : "mmio",
+			 v->vdev->device_id, v->pci ? "pci" : "mmio");
+		return -EINVAL;
+	}
+	e = v->pci ? virtio_pci_load(v->pci, &s, apply, why, sizeof(why)) :
+		     virtio_mmio_load(v->mmio, &s, apply, why, sizeof(why));
+	if (e == 0 && apply && snap_sec_end(&s) < 0) {
+		snprintf(why, sizeof(why), "unexpected bytes at the end of the section");
+		e = -EINVAL;
+	}
+	if (e < 0)
+		snprintf(err, errlen, "snapshot: %s (%s): %s", name, vdev_label(v), why);
+	return e;
+}
+
+int machine_virtio_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen)
+{
+	char name[SNAP_NAME_LEN];
+	struct snap_sec s;
+	int e;
+
+	/* The same devices, no more: a section this machine has no device for is refused too. */
+	snprintf(name, sizeof(name), "vdev.%u", m->nvdevs);
+	if (snap_find(r, name, &s) == 0) {
+		snprintf(err, errlen, "snapshot: it has more virtio devices than this machine's %u", m->nvdevs);
+		return -EINVAL;
+	}
+	snprintf(name, sizeof(name), "e1000.%u", m->nnics);
+	if (snap_find(r, name, &s) == 0) {
+		snprintf(err, errlen, "snapshot: it has more e1000 NICs than this machine's %u", m->nnics);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < m->nvdevs; i++) {
+		e = machine_vdev_load(m, i, r, false, err, errlen);
+		if (e < 0)
+			return e;
+	}
+	/* Each e1000 checks its whole section before it changes anything. */
+	for (unsigned i = 0; i < m->nnics; i++) {
+		snprintf(name, sizeof(name), "e1000.%u", i);
+		if (snap_find(r, name, &s) < 0) {
+			snprintf(err, errlen, "snapshot: no state for e1000 NIC %u", i);
+			return -EINVAL;
+		}
+		e = e1000_load(m->nics[i].dev, &s);
+		if (e == 0 && snap_sec_end(&s) < 0)
+			e = -EINVAL;
+		if (e < 0) {
+			snprintf(err, errlen, "snapshot: %s: state refused (the log says why)", name);
+			return e;
+		}
+	}
+	for (unsigned i = 0; i < m->nvdevs; i++) {
+		e = machine_vdev_load(m, i, r, true, err, errlen);
 		if (e < 0)
 			return e;
 	}

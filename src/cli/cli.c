@@ -1,15 +1,28 @@
 #include "cli/cli.h"
+#include "api/api.h"
+#include "api/api_client.h"
+#include "api/fc.h"
 #include "core/vm.h"
 #include "util/log.h"
+#include "vmm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cJSON.h>
 
 static const char usage_text[] =
 	"Usage: kestrel run --kernel PATH [options]\n"
+	"       kestrel --api-sock PATH [--id ID] [--config-file FILE] [-v]\n"
+	"       kestrel --config-file FILE [-v]\n"
+	"       kestrel pause|resume|status --api-sock PATH\n"
+	"       kestrel snapshot --api-sock PATH --snapshot-path FILE --mem-path FILE [--diff]\n"
 	"       kestrel --help | --version\n"
 	"\n"
 	"Boot a Linux kernel (bzImage, or ELF vmlinux with a PVH note) or a freestanding\n"
@@ -42,6 +55,19 @@ static const char usage_text[] =
 	"                       virtualization behind it (it will crawl; see HOST notes)\n"
 	"  --kvm PATH           KVM device (default /dev/kvm)\n"
 	"  -v, --verbose        more log output (repeat for debug)\n"
+	"\n"
+	"\n"
+	"Control API (Firecracker's API and configuration layout; see docs/api.md):\n"
+	"  --api-sock PATH      serve the HTTP API on the Unix socket PATH; without\n"
+	"                       --config-file the VM is configured and started through it\n"
+	"  --config-file FILE   boot the VM described by FILE (Firecracker's JSON layout)\n"
+	"  --id ID              the instance id GET / reports (default anonymous-instance)\n"
+	"  pause, resume        pause or resume the VM served on --api-sock\n"
+	"  status               print the instance information (GET /) as JSON\n"
+	"  snapshot             write a snapshot of the paused VM: --snapshot-path FILE\n"
+	"                       (device state), --mem-path FILE (guest RAM), --diff (only\n"
+	"                       the pages dirtied since the last one; needs\n"
+	"                       track_dirty_pages)\n"
 	"\n"
 	"Console: on a terminal, input goes to the guest; Ctrl-A x quits, Ctrl-A Ctrl-A\n"
 	"sends Ctrl-A.\n"
@@ -290,6 +316,225 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 	return 0;
 }
 
+/* ---- kestrel --api-sock / --config-file: a VMM driven by the API or a file ---- */
+
+/* Read a whole config file (at most FC_BODY_MAX bytes) into a malloc'd buffer. */
+static int cli_read_config(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t n = 0;
+	ssize_t r;
+	int fd, e;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		e = -errno;
+		snprintf(err, errlen, "--config-file '%s': %s", path, strerror(-e));
+		return e;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "--config-file '%s': not a regular file", path);
+		e = -EINVAL;
+		goto out;
+	}
+	if (st.st_size > FC_BODY_MAX) {
+		snprintf(err, errlen, "--config-file '%s': larger than %d bytes", path, FC_BODY_MAX);
+		e = -EFBIG;
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		snprintf(err, errlen, "out of memory");
+		e = -ENOMEM;
+		goto out;
+	}
+	while (n < (size_t)st.st_size && (r = read(fd, buf + n, (size_t)st.st_size - n)) > 0)
+		n += (size_t)r;
+	if (n != (size_t)st.st_size) {
+		snprintf(err, errlen, "--config-file '%s': short read", path);
+		e = -EIO;
+		goto out;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	buf = NULL;
+	e = 0;
+out:
+	free(buf);
+	close(fd);
+	return e;
+}
+
+enum { OPT_API_SOCK = 512, OPT_CONFIG_FILE, OPT_ID, OPT_SNAPSHOT_PATH, OPT_MEM_PATH, OPT_DIFF };
+
+static int cli_usage_error(const char *fmt, const char *arg)
+{
+	fputs("kestrel: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputs(" (try 'kestrel --help')\n", stderr);
+	return CLI_EXIT_USAGE;
+}
+
+static int cli_bad_option(char **argv)
+{
+	if (optopt && optopt < 256)
+		return cli_usage_error("option '-%c' is unknown or lacks its argument", (char[2]){ (char)optopt, 0 });
+	return cli_usage_error("option '%s' is unknown or lacks its argument", argv[optind - 1]);
+}
+
+static int cli_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+		{ "config-file", required_argument, NULL, OPT_CONFIG_FILE },
+		{ "id", required_argument, NULL, OPT_ID },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sock = NULL, *config = NULL, *id = NULL;
+	struct fc_config fc;
+	struct fc_machine machine = { 0 };
+	struct api *a = NULL;
+	struct vmm *v = NULL;
+	char err[512] = "", *text = NULL;
+	size_t len = 0;
+	int verbose = 0, c, r = 1;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_API_SOCK: sock = optarg; break;
+		case OPT_CONFIG_FILE: config = optarg; break;
+		case OPT_ID: id = optarg; break;
+		case 'v': verbose++; break;
+		default: return cli_bad_option(argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (!sock && !config)
+		return cli_usage_error("%s--api-sock or --config-file is required", "");
+	if (id && !fc_id_valid(id))
+		return cli_usage_error("--id: '%s' is not 1 to 64 letters, digits, '_' or '-'", id);
+	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose == 1 ? LOG_INFO : LOG_WARN);
+
+	fc_config_init(&fc);
+	if (config) {
+		if (cli_read_config(config, &text, &len, err, sizeof(err)) ||
+		    fc_config_load(&fc, text, len, err, sizeof(err)))
+			goto out;
+	}
+	v = vmm_new();
+	if (!v) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
+	}
+	if (sock && !(a = api_new(v, sock, id, err, sizeof(err))))
+		goto out;
+	/* This is the VMM thread: vmm_start may be called directly. */
+	if (config && (a ? api_boot(a, &fc, err, sizeof(err)) : api_vm_start(v, &fc, &machine, err, sizeof(err))))
+		goto out;
+	r = vmm_run(v);
+	err[0] = '\0';
+out:
+	if (err[0])
+		fprintf(stderr, "kestrel: %s\n", err);
+	/* The order matters: no request may run once the VMM is gone, and the
+	 * VM's strings (in the api or machine) must outlive it. */
+	api_stop(a);
+	vmm_free(v);
+	api_free(a);
+	fc_machine_exit(&machine);
+	fc_config_exit(&fc);
+	free(text);
+	return r;
+}
+
+/* ---- kestrel pause|resume|snapshot|status: one API request ---- */
+
+static int cli_ctl(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+		{ "snapshot-path", required_argument, NULL, OPT_SNAPSHOT_PATH },
+		{ "mem-path", required_argument, NULL, OPT_MEM_PATH },
+		{ "diff", no_argument, NULL, OPT_DIFF },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd = argv[0], *sock = NULL, *snap = NULL, *mem = NULL, *method, *path;
+	bool snapshot = !strcmp(cmd, "snapshot"), diff = false;
+	char err[512], *body = NULL, *resp = NULL;
+	cJSON *o = NULL, *reply;
+	long status;
+	int c, r = 1;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_API_SOCK: sock = optarg; break;
+		case OPT_SNAPSHOT_PATH: snap = optarg; break;
+		case OPT_MEM_PATH: mem = optarg; break;
+		case OPT_DIFF: diff = true; break;
+		default: return cli_bad_option(argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (!sock)
+		return cli_usage_error("%s: --api-sock is required", cmd);
+	if (!snapshot && (snap || mem || diff))
+		return cli_usage_error("%s: --snapshot-path, --mem-path and --diff are for 'snapshot'", cmd);
+	if (snapshot && (!snap || !mem))
+		return cli_usage_error("%s: --snapshot-path and --mem-path are required", cmd);
+
+	if (!strcmp(cmd, "status")) {
+		method = "GET";
+		path = "/";
+	} else if (snapshot) {
+		method = "PUT";
+		path = "/snapshot/create";
+		o = cJSON_CreateObject();
+		if (o && cJSON_AddStringToObject(o, "snapshot_type", diff ? "Diff" : "Full") &&
+		    cJSON_AddStringToObject(o, "snapshot_path", snap) && cJSON_AddStringToObject(o, "mem_file_path", mem))
+			body = cJSON_PrintUnformatted(o);
+	} else {
+		method = "PATCH";
+		path = "/vm";
+		o = cJSON_CreateObject();
+		if (o && cJSON_AddStringToObject(o, "state", !strcmp(cmd, "pause") ? "Paused" : "Resumed"))
+			body = cJSON_PrintUnformatted(o);
+	}
+	cJSON_Delete(o);
+	if (strcmp(method, "GET") && !body) {
+		fprintf(stderr, "kestrel: out of memory\n");
+		return 1;
+	}
+	if (api_client_request(sock, method, path, body, &status, &resp, err, sizeof(err))) {
+		fprintf(stderr, "kestrel: %s\n", err);
+		goto out;
+	}
+	if (status >= 200 && status < 300) {
+		if (!strcmp(cmd, "status"))
+			printf("%s\n", resp);
+		r = 0;
+		goto out;
+	}
+	reply = cJSON_Parse(resp);
+	if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(reply, "fault_message")))
+		fprintf(stderr, "kestrel: %s: %s\n", cmd, cJSON_GetObjectItemCaseSensitive(reply, "fault_message")->valuestring);
+	else
+		fprintf(stderr, "kestrel: %s: the API answered HTTP %ld\n", cmd, status);
+	cJSON_Delete(reply);
+out:
+	free(body);
+	free(resp);
+	return r;
+}
+
 int cli_main(int argc, char **argv)
 {
 	struct machine_config cfg;
@@ -308,6 +553,11 @@ int cli_main(int argc, char **argv)
 		printf("kestrel %s\n", KESTREL_VERSION);
 		return 0;
 	}
+	if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume") || !strcmp(argv[1], "snapshot") ||
+	    !strcmp(argv[1], "status"))
+		return cli_ctl(argc - 1, argv + 1);
+	if (argv[1][0] == '-')
+		return cli_serve(argc, argv);
 	if (strcmp(argv[1], "run")) {
 		fprintf(stderr, "kestrel: unknown command '%s' (try 'kestrel --help')\n", argv[1]);
 		return CLI_EXIT_USAGE;

@@ -80,6 +80,8 @@ void vcpu_destroy(struct vcpu *v)
 		munmap(v->run, (size_t)v->vm->kvm->vcpu_mmap_size);
 	if (v->fd >= 0)
 		close(v->fd);
+	free(v->cpuid);
+	v->cpuid = NULL;
 	v->run = NULL;
 	v->fd = -1;
 }
@@ -197,6 +199,29 @@ static int vcpu_set_boot_regs(struct vcpu *v, const struct boot_entry *e)
 	return kvm_ioctl(v->fd, KVM_SET_REGS, &regs);
 }
 
+/*
+ * A copy is kept: KVM_GET_CPUID2 is no record of it (kvm_pvm answers with
+ * bits that were never set), and a snapshot must carry what the guest saw.
+ */
+int vcpu_set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *cpuid)
+{
+	size_t sz = sizeof(*cpuid) + cpuid->nent * sizeof(cpuid->entries[0]);
+	struct kvm_cpuid2 *copy = malloc(sz);
+	int r;
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, cpuid, sz);
+	r = kvm_ioctl(v->fd, KVM_SET_CPUID2, copy);
+	if (r < 0) {
+		free(copy);
+		return r;
+	}
+	free(v->cpuid);
+	v->cpuid = copy;
+	return 0;
+}
+
 int vcpu_setup(struct vcpu *v, const struct boot_entry *entry, char *err, size_t errlen)
 {
 	struct kvm_cpuid2 *cpuid = cpuid_for_vcpu(v->vm->kvm, v->id, v->vm->ncpus);
@@ -207,7 +232,7 @@ int vcpu_setup(struct vcpu *v, const struct boot_entry *entry, char *err, size_t
 		snprintf(err, errlen, "vCPU %u: out of memory", v->id);
 		return -ENOMEM;
 	}
-	r = kvm_ioctl(v->fd, KVM_SET_CPUID2, cpuid);
+	r = vcpu_set_cpuid(v, cpuid);
 	free(cpuid);
 	what = "KVM_SET_CPUID2";
 	if (r < 0)
@@ -245,7 +270,12 @@ void vcpu_kick(struct vcpu *v)
 {
 	if (!v->run)
 		return;
-	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	/*
+	 * Sequentially consistent, like the vCPU's clear and its flag reads
+	 * (vcpu_interrupted): either the vCPU sees the caller's pause/stop flag,
+	 * or its next KVM_RUN sees immediate_exit = 1.
+	 */
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 	if (v->started)
 		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
 }
@@ -459,6 +489,44 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	}
 }
 
+/*
+ * KVM_RUN returned -EINTR: a kick (immediate_exit or the signal) with any
+ * pending PIO/MMIO read completed, so the vCPU state is consistent. Park
+ * while a pause is requested. immediate_exit is cleared *before* the flags
+ * are read: a kick that lands after the clear sets it again and the next
+ * KVM_RUN returns at once, so no kick is lost between here and KVM_RUN.
+ */
+static void vcpu_interrupted(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	for (;;) {
+		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(&vm->pause_req, __ATOMIC_SEQ_CST) ||
+		    __atomic_load_n(&vm->stop_reason, __ATOMIC_SEQ_CST) != VM_STOP_NONE)
+			return;
+		pthread_mutex_lock(&vm->pause_lock);
+		if (vm->pause_req && !vm_stopping(vm)) {
+			vm->nparked++;
+			pthread_cond_broadcast(&vm->parked_cond);
+			while (vm->pause_req && !vm_stopping(vm))
+				pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+			vm->nparked--;
+		}
+		pthread_mutex_unlock(&vm->pause_lock);
+	}
+}
+
+static void vcpu_thread_done(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->nrunning--;
+	pthread_cond_broadcast(&vm->parked_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -476,18 +544,23 @@ static void *vcpu_thread(void *arg)
 	}
 	if (v->id == 0 && v->vm->on_first_run)
 		v->vm->on_first_run(v->vm, v->vm->on_first_run_opaque);
+	/* A VM paused (or stopped) before it started parks (or ends) here. */
+	vcpu_interrupted(v);
 	while (!vm_stopping(v->vm)) {
 		int r = ioctl(v->fd, KVM_RUN, 0);
 
 		if (r < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				vcpu_interrupted(v);
 				continue;
+			}
 			vcpu_fatal(v, "KVM_RUN: %s", strerror(errno));
 			break;
 		}
 		if (!vcpu_handle_exit(v))
 			break;
 	}
+	vcpu_thread_done(v);
 	return NULL;
 }
 
@@ -505,10 +578,18 @@ int vcpu_start(struct vcpu *v)
 	sigdelset(&all, SIGSEGV);
 	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_mutex_lock(&v->vm->pause_lock);
+	v->vm->nrunning++;
+	pthread_mutex_unlock(&v->vm->pause_lock);
 	r = -pthread_create(&v->thread, NULL, vcpu_thread, v);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r == 0)
+	if (r == 0) {
 		v->started = true;
+	} else {
+		pthread_mutex_lock(&v->vm->pause_lock);
+		v->vm->nrunning--;
+		pthread_mutex_unlock(&v->vm->pause_lock);
+	}
 	return r;
 }
 

@@ -9,6 +9,8 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned id, char *err, size_t er
 void vcpu_destroy(struct vcpu *v);
 /* entry != NULL for the boot vCPU; APs wait for INIT/SIPI in the in-kernel LAPIC. */
 int vcpu_setup(struct vcpu *v, const struct boot_entry *entry, char *err, size_t errlen);
+/* KVM_SET_CPUID2; the first thing a vCPU needs (MSRs and XSAVE are checked against it). 0 or -errno. */
+int vcpu_set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *cpuid);
 int vcpu_start(struct vcpu *v);
 /* Make KVM_RUN return soon (immediate_exit + signal). */
 void vcpu_kick(struct vcpu *v);

@@ -11,17 +11,24 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+static int vm_set_slot(struct vm *vm, unsigned i, uint32_t flags)
+{
+	const struct gm_region *r = &vm->gm.regions[i];
+	struct kvm_userspace_memory_region mr = {
+		.slot = i,
+		.flags = flags,
+		.guest_phys_addr = r->gpa,
+		.memory_size = r->size,
+		.userspace_addr = (uint64_t)(uintptr_t)r->host,
+	};
+
+	return kvm_ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr);
+}
+
 static int vm_set_memory(struct vm *vm, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < vm->gm.nr_regions; i++) {
-		const struct gm_region *r = &vm->gm.regions[i];
-		struct kvm_userspace_memory_region mr = {
-			.slot = i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uint64_t)(uintptr_t)r->host,
-		};
-		int e = kvm_ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr);
+		int e = vm_set_slot(vm, i, 0);
 
 		if (e < 0) {
 			snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(-e));
@@ -62,7 +69,7 @@ static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 }
 
 int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus, unsigned gm_flags,
-	      char *err, size_t errlen)
+	      const char *mem_file, char *err, size_t errlen)
 {
 	int e;
 
@@ -83,6 +90,9 @@ int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus,
 	pthread_mutex_init(&vm->stop_lock, NULL);
 	pthread_mutex_init(&vm->route_lock, NULL);
 	pthread_cond_init(&vm->stop_cond, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
+	pthread_cond_init(&vm->parked_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -91,7 +101,13 @@ int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus,
 		snprintf(err, errlen, "eventfd: %s", strerror(-e));
 		goto err_destroy;
 	}
-	e = gm_init(&vm->gm, ram_size, gm_flags);
+	if (mem_file) {
+		e = gm_init_file(&vm->gm, ram_size, mem_file, err, errlen);
+		if (e < 0)
+			goto err_destroy;
+	} else {
+		e = gm_init(&vm->gm, ram_size, gm_flags);
+	}
 	if (e < 0) {
 		snprintf(err, errlen, "cannot allocate %llu MiB of guest memory%s: %s",
 			 (unsigned long long)(ram_size >> 20),
@@ -172,7 +188,8 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int status)
 
 	pthread_mutex_lock(&vm->stop_lock);
 	if (vm->stop_reason == VM_STOP_NONE) {
-		vm->stop_reason = reason;
+		/* Seq-cst: read without the lock by vCPUs between a kick and KVM_RUN (vcpu.c). */
+		__atomic_store_n(&vm->stop_reason, reason, __ATOMIC_SEQ_CST);
 		vm->exit_status = status;
 		first = true;
 		pthread_cond_broadcast(&vm->stop_cond);
@@ -182,6 +199,10 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int status)
 		return;
 	if (write(vm->stop_eventfd, &one, sizeof(one)) < 0)
 		log_debug("vm", "stop eventfd: %s", strerror(errno));
+	/* Parked vCPUs see the stop under the lock and leave. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 }
@@ -200,6 +221,87 @@ int vm_wait(struct vm *vm)
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_join(&vm->vcpus[i]);
 	return vm->exit_status;
+}
+
+void vm_pause(struct vm *vm)
+{
+	/* Seen by a vCPU that clears immediate_exit after our kick set it (vcpu.c). */
+	__atomic_store_n(&vm->pause_req, true, __ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].started)
+			vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->nparked < vm->nrunning)
+		pthread_cond_wait(&vm->parked_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	__atomic_store_n(&vm->pause_req, false, __ATOMIC_SEQ_CST);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+bool vm_paused(const struct vm *vm)
+{
+	return __atomic_load_n(&vm->pause_req, __ATOMIC_ACQUIRE);
+}
+
+int vm_dirty_log_enable(struct vm *vm, bool on)
+{
+	uint32_t flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0;
+	unsigned i;
+	int e = 0;
+
+	if (vm->dirty_log == on)
+		return 0;
+	for (i = 0; i < vm->gm.nr_regions; i++) {
+		e = vm_set_slot(vm, i, flags);
+		if (e < 0)
+			break;
+	}
+	if (e < 0) {
+		log_warn("vm", "%s dirty logging on slot %u: %s", on ? "enabling" : "disabling", i,
+			 strerror(-e));
+		/* Leave every slot as it was. */
+		while (i-- > 0)
+			vm_set_slot(vm, i, on ? 0 : KVM_MEM_LOG_DIRTY_PAGES);
+		return e;
+	}
+	vm->dirty_log = on;
+	return 0;
+}
+
+bool vm_dirty_log_enabled(const struct vm *vm)
+{
+	return vm->dirty_log;
+}
+
+int vm_dirty_log_fetch(struct vm *vm, unsigned region, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = { .slot = region };
+	uint64_t *tmp;
+	size_t words;
+	int e;
+
+	if (region >= vm->gm.nr_regions)
+		return -EINVAL;
+	if (!vm->dirty_log)
+		return -ENOENT;
+	words = (vm->gm.regions[region].size / 4096 + 63) / 64;
+	tmp = calloc(words ? words : 1, sizeof(*tmp));
+	if (!tmp)
+		return -ENOMEM;
+	log.dirty_bitmap = tmp;
+	/* Without KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled this also clears the log. */
+	e = kvm_ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log);
+	if (e == 0)
+		for (size_t w = 0; w < words; w++)
+			bitmap[w] |= tmp[w];
+	free(tmp);
+	return e < 0 ? e : 0;
 }
 
 int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign)

@@ -34,6 +34,7 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	int cpu;              /* host CPU to pin to, or -1 */
+	struct kvm_cpuid2 *cpuid;  /* what KVM_SET_CPUID2 was given (snapshots save it) */
 	struct vcpu_stats stats;
 };
 
@@ -69,13 +70,27 @@ struct vm {
 	unsigned nr_routes, cap_routes;
 	unsigned next_msi_gsi;
 
+	/*
+	 * Pause handshake: vCPU threads park on pause_cond after an immediate
+	 * exit while pause_req is set; vm_pause waits on parked_cond until every
+	 * running vCPU thread has parked (or ended).
+	 */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	pthread_cond_t parked_cond;
+	bool pause_req;
+	unsigned nparked, nrunning;
+
+	bool dirty_log;       /* every RAM slot has KVM_MEM_LOG_DIRTY_PAGES */
+
 	/* Called on the boot vCPU's thread right before its first KVM_RUN (start-up timing). */
 	void (*on_first_run)(struct vm *vm, void *opaque);
 	void *on_first_run_opaque;
 };
 
+/* mem_file: restore RAM from a snapshot memory file (gm_init_file) instead of fresh memfd RAM. */
 int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus, unsigned gm_flags,
-	      char *err, size_t errlen);
+	      const char *mem_file, char *err, size_t errlen);
 void vm_destroy(struct vm *vm);
 
 /* Set up every vCPU (CPUID, MSRs, LAPIC, FPU) and the boot vCPU's registers for `entry`. */
@@ -103,6 +118,39 @@ int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
 int vm_msi_route_alloc(struct vm *vm);
 int vm_msi_route_set(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
 int vm_msi_route_free(struct vm *vm, unsigned gsi);
+
+/*
+ * Pause: every vCPU completes the exit it is in (pending PIO/MMIO reads are
+ * delivered by re-entering KVM_RUN with immediate_exit), leaves KVM_RUN and
+ * parks; vm_pause() returns once all have parked. A stop request while
+ * paused still ends the VM. Both are idempotent; main thread only.
+ */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+bool vm_paused(const struct vm *vm);
+
+struct snap_writer;
+struct snap_reader;
+
+/*
+ * The KVM side of a snapshot, with every vCPU paused (or not yet started):
+ * section "kvm.vm" (PIC master/slave, IOAPIC, PIT, KVM clock) and one
+ * "kvm.vcpu.N" per vCPU (registers, special registers, XSAVE (or FPU), XCRs,
+ * MSRs incl. TSC and kvmclock, LAPIC, vCPU events, MP state, debug registers).
+ * vm_load_state validates every section before the first KVM_SET_* call;
+ * 0 or -errno with a one-line reason.
+ */
+int vm_save_state(struct vm *vm, struct snap_writer *w, char *err, size_t errlen);
+int vm_load_state(struct vm *vm, const struct snap_reader *r, char *err, size_t errlen);
+
+/* Dirty-page logging on every RAM slot (KVM_MEM_LOG_DIRTY_PAGES), for Diff snapshots. */
+int vm_dirty_log_enable(struct vm *vm, bool on);
+bool vm_dirty_log_enabled(const struct vm *vm);
+/*
+ * Fetch and clear KVM's dirty bitmap of RAM region `region` (gm.regions[i],
+ * one bit per 4 KiB page, bit i of word i/64) and OR it into `bitmap`.
+ */
+int vm_dirty_log_fetch(struct vm *vm, unsigned region, uint64_t *bitmap);
 
 /* Print per-vCPU exit counters and per-device access counters. */
 void vm_print_stats(struct vm *vm, FILE *out);

@@ -30,9 +30,12 @@
 #define E1000_CLASS         0x020000    /* Ethernet controller */
 #define E1000_MMIO_SIZE     0x20000     /* BAR0: 128 KiB of registers */
 #define E1000_IO_SIZE       64          /* BAR1: IOADDR / IODATA */
+#define E1000_SNAP_VERSION  1
 
 struct e1000;
 struct loop;
+struct snap_writer;
+struct snap_sec;
 
 struct e1000_config {
 	uint8_t mac[6];
@@ -97,5 +100,45 @@ void e1000_detach_loop(struct e1000 *e);
 void e1000_poll(struct e1000 *e);
 
 void e1000_get_stats(struct e1000 *e, struct e1000_stats *st);
+
+/*
+ * Pause: call on the main thread with the vCPUs paused and the device's I/O
+ * thread stopped (joined), before saving any state (KVM's included: the
+ * interrupts this raises must be in it). It does the transmit work the I/O
+ * thread had pending: walks TDH up to TDT (when TCTL.EN and bus mastering
+ * allow), sends what it gathers, writes descriptors back and raises TXDW/
+ * TXQE, and delivers an ITR-deferred interrupt that is due. Afterwards no
+ * ring work is pending and nothing is in flight; what cannot move now (a
+ * frame the backend refused with EAGAIN, a frame gathered up to a TDT in
+ * mid-packet, a received frame waiting for descriptors) stays in the device
+ * and is part of e1000_save. Receive is not pumped: the backend keeps its
+ * queue. Doing it on the main thread is safe: the I/O thread is the only
+ * other user of the backend and it is stopped.
+ */
+void e1000_quiesce(struct e1000 *e);
+/* After the I/O thread runs again: have it look at both rings and the backend. */
+void e1000_resume_work(struct e1000 *e);
+
+/*
+ * Snapshot, after e1000_quiesce. One section holds everything, the PCI
+ * function's config space first (pci_dev_save format: do not save
+ * e1000_pci() separately): the MAC register file (statistics included),
+ * PHY registers, EEPROM, the EECD bit-bang state, ICR/IMS line state, ITR
+ * deferral (as time remaining / time since the last interrupt), IOADDR, both
+ * transmit contexts, a partly gathered or backend-refused transmit frame and
+ * a received frame waiting for descriptors. Host counters (e1000_stats)
+ * are not state.
+ *
+ * Load validates the whole section (PCI part included) before it changes
+ * anything (0 or -EINVAL, one-line reason logged, device untouched). Then it
+ * applies the config space (BARs mapped at the restored addresses), re-derives
+ * bus mastering, INTx disable and MSI from it (MSI enabled: a GSI route is
+ * allocated, programmed and bound to the MSI irqfd; no message is sent for
+ * an interrupt already asserted, it is in the saved LAPIC state), drives the
+ * INTx line to the restored level, re-arms the ITR timer, and schedules
+ * transmit/receive work for the I/O thread (runs once the thread starts).
+ */
+void e1000_save(const struct e1000 *e, struct snap_writer *w);
+int e1000_load(struct e1000 *e, struct snap_sec *s);
 
 #endif

@@ -38,6 +38,8 @@ int iothread_start(struct iothread *it)
 	sigset_t all, old;
 	int r;
 
+	if (it->started)
+		return 0;
 	/* Signals belong to the main thread. */
 	sigfillset(&all);
 	sigdelset(&all, SIGSEGV);

@@ -17,8 +17,12 @@ struct iothread {
 
 /* Create the loop (register fds on it before or after start). 0 or -errno. */
 int iothread_init(struct iothread *it, const char *name, int cpu);
+/* Start the thread (again, after iothread_stop); a no-op while it runs. 0 or -errno. */
 int iothread_start(struct iothread *it);
-/* Stop the loop and join the thread; the loop stays, for devices to unregister from. */
+/*
+ * Stop the loop and join the thread; the loop stays, with its fds, for a
+ * later iothread_start() or for devices to unregister from.
+ */
 void iothread_stop(struct iothread *it);
 /* Stop (if still running) and free the loop. */
 void iothread_exit(struct iothread *it);

@@ -129,7 +129,12 @@ int loop_run_once(struct loop *l, int timeout_ms)
 
 void loop_run(struct loop *l)
 {
-	while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE))
+	/*
+	 * The stop request is consumed on the way out, so the loop can be run
+	 * again (an I/O thread restarted after a pause); a stop that comes
+	 * before the run starts still ends it at once.
+	 */
+	while (!__atomic_exchange_n(&l->stop, false, __ATOMIC_ACQ_REL))
 		if (loop_run_once(l, -1) < 0)
 			break;
 }

@@ -22,7 +22,7 @@ int loop_del(struct loop *l, int fd);
 
 /* Wait up to timeout_ms (-1 forever) and dispatch; returns callbacks run or -errno. */
 int loop_run_once(struct loop *l, int timeout_ms);
-/* Run until loop_stop(); callable from any thread. */
+/* Run until loop_stop() (callable from any thread); the loop can be run again afterwards. */
 void loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 

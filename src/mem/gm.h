@@ -27,6 +27,13 @@ struct guest_mem {
 	void *mapping;        /* one host mapping of the whole memfd */
 	size_t mapping_size;
 	bool owns_mapping;
+	/*
+	 * Pages written by the VMM itself (device DMA), one bit per 4 KiB page of
+	 * the memfd/memory file offset space; KVM's dirty log only sees the
+	 * guest's own writes. NULL unless dirty tracking is on.
+	 */
+	uint64_t *dirty;
+	size_t dirty_words;
 };
 
 enum gm_flags {
@@ -41,6 +48,14 @@ enum gm_flags {
 int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags);
 void gm_exit(struct guest_mem *gm);
 
+/*
+ * Restore: map guest RAM from a snapshot memory file, MAP_PRIVATE so pages
+ * load lazily on first touch and guest writes never reach the file. The file
+ * must hold exactly `ram_size` bytes (low RAM, then RAM above 4 GiB).
+ * 0, or -errno with a one-line reason.
+ */
+int gm_init_file(struct guest_mem *gm, uint64_t ram_size, const char *path, char *err, size_t errlen);
+
 /* Test helper: describe caller-owned memory as one region at `gpa`. */
 void gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *host, uint64_t size);
 
@@ -53,6 +68,12 @@ void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 /* Copy in/out; the range may span adjacent regions. 0 or -EFAULT. */
 int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, size_t len);
 int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, size_t len);
+
+/* Device writes: record [gpa, gpa+len) as dirty when tracking is on (thread-safe, cheap when off). */
+void gm_mark_dirty(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+int gm_dirty_track(struct guest_mem *gm, bool on);
+/* Offset of a RAM gpa in the memfd / memory file, or UINT64_MAX if not RAM. */
+uint64_t gm_file_offset(const struct guest_mem *gm, uint64_t gpa);
 
 bool gm_is_ram(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 

@@ -1,10 +1,14 @@
 #include "virtio/mmio.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+#include "snapshot/snap.h"
 
 #define R_MAGIC        0x000
 #define R_VERSION      0x004
@@ -233,4 +237,95 @@ void virtio_mmio_exit(struct virtio_mmio *vm)
 		close(vm->kick_fd[q]);
 		vm->kick_fd[q] = -1;
 	}
+}
+
+/* ---- snapshot ---- */
+
+void virtio_mmio_save(const struct virtio_mmio *vm, struct snap_writer *w)
+{
+	struct virtio_mmio *m = (struct virtio_mmio *)vm;   /* for the lock only */
+	struct virtio_dev *d = vm->vdev;
+
+	pthread_mutex_lock(&m->lock);
+	snap_put_u32(w, VMMIO_SNAP_VERSION);
+	snap_put_u64(w, vm->base);
+	snap_put_u32(w, vm->dfselect);
+	snap_put_u32(w, vm->gfselect);
+	snap_put_u32(w, vm->queue_select);
+	snap_put_u32(w, vm->isr);
+	pthread_mutex_unlock(&m->lock);
+	virtio_dev_save(d, w);
+	if (d->ops->save)
+		d->ops->save(d, w);
+}
+
+int virtio_mmio_load(struct virtio_mmio *vm, struct snap_sec *s, bool apply, char *err, size_t errlen)
+{
+	struct virtio_dev *d = vm->vdev;
+	struct virtio_dev_snap *st = malloc(sizeof(*st));
+	uint32_t version, dfsel, gfsel, qsel, isr;
+	struct snap_sec dev_at;
+	uint64_t base;
+	int rc = -EINVAL;
+
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	version = snap_get_u32(s);
+	base = snap_get_u64(s);
+	dfsel = snap_get_u32(s);
+	gfsel = snap_get_u32(s);
+	qsel = snap_get_u32(s);
+	isr = snap_get_u32(s);
+	if (s->err)
+		snprintf(err, errlen, "virtio-mmio state is truncated");
+	else if (version != VMMIO_SNAP_VERSION)
+		snprintf(err, errlen, "virtio-mmio state has layout version %u, this kestrel reads %u", version,
+			 VMMIO_SNAP_VERSION);
+	else if (base != vm->base)
+		snprintf(err, errlen, "snapshot has the device at %#llx, this machine at %#llx",
+			 (unsigned long long)base, (unsigned long long)vm->base);
+	else if (isr & ~3u)
+		snprintf(err, errlen, "interrupt status %#x has bits other than queue and configuration", isr);
+	else
+		rc = virtio_dev_load_check(d, s, st, err, errlen);
+	dev_at = *s;
+	if (rc == 0 && d->ops->load)
+		rc = d->ops->load(d, s, false, err, errlen);
+	if (rc < 0) {
+		snap_sec_fail(s);
+		goto out;
+	}
+	if (!apply)
+		goto out;
+
+	/* The core first: committing it resets a running device, which must not undo the device's part. */
+	virtio_dev_load_commit(d, st);
+	if (d->ops->load) {
+		rc = d->ops->load(d, &dev_at, true, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->dfselect = dfsel;
+	vm->gfselect = gfsel;
+	vm->queue_select = qsel;
+	vm->isr = isr;
+	irq_set_level(&vm->irq, isr != 0);
+	pthread_mutex_unlock(&vm->lock);
+	rc = virtio_dev_restored(d);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot restart the device: %s", strerror(-rc));
+		goto out;
+	}
+	for (unsigned q = 0; q < d->num_queues; q++) {
+		uint64_t one = 1;
+
+		if (d->queues[q].enabled && write(vm->kick_fd[q], &one, sizeof(one)) < 0)
+			log_warn(d->name, "queue %u: cannot queue a kick after restore", q);
+	}
+out:
+	free(st);
+	return rc;
 }

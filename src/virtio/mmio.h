@@ -42,6 +42,22 @@ int virtio_mmio_init(struct virtio_mmio *vm, struct virtio_dev *vdev, const stru
 		     struct loop *loop, uint64_t base);
 void virtio_mmio_exit(struct virtio_mmio *vm);
 
+/*
+ * Snapshot: the window's base, the feature and queue selectors, the
+ * interrupt status, the virtio core (virtio_dev_save) and the device's own
+ * state (its save op). Loading checks it all first (apply false stops
+ * there, changing nothing); apply true then takes it over, sets the line
+ * from the interrupt status, restarts a device whose driver had reached
+ * DRIVER_OK and queues one kick per enabled queue. The ioeventfds on
+ * QueueNotify were registered at init and stay. 0, or -EINVAL / -errno
+ * with a one-line reason in err; the caller calls snap_sec_end().
+ */
+#define VMMIO_SNAP_VERSION 1
+struct snap_writer;
+struct snap_sec;
+void virtio_mmio_save(const struct virtio_mmio *vm, struct snap_writer *w);
+int virtio_mmio_load(struct virtio_mmio *vm, struct snap_sec *s, bool apply, char *err, size_t errlen);
+
 extern const struct bus_dev_ops virtio_mmio_ops;
 
 #endif

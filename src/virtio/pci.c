@@ -2,10 +2,14 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+#include "snapshot/snap.h"
 
 #define VIRTIO_PCI_VENDOR      0x1af4
 #define VIRTIO_PCI_DEVICE_BASE 0x1040
@@ -586,4 +590,220 @@ void virtio_pci_exit(struct virtio_pci *vp)
 		close(vp->kick_fd[q]);
 		vp->kick_fd[q] = -1;
 	}
+}
+
+/* --- snapshot ------------------------------------------------------------- */
+
+#define VPCI_PBA_WORDS ((VPCI_MAX_VECTORS + 63) / 64)
+
+void virtio_pci_save(const struct virtio_pci *vp, struct snap_writer *w)
+{
+	struct virtio_pci *v = (struct virtio_pci *)vp;   /* for the lock only */
+	struct virtio_dev *d = vp->vdev;
+
+	pthread_mutex_lock(&v->lock);
+	snap_put_u32(w, VPCI_SNAP_VERSION);
+	snap_put_u32(w, vp->nvectors);
+	snap_put_u32(w, vp->dfselect);
+	snap_put_u32(w, vp->gfselect);
+	snap_put_u16(w, vp->queue_select);
+	snap_put_u16(w, vp->config_vector);
+	snap_put_u8(w, vp->isr);
+	for (unsigned i = 0; i < vp->nvectors; i++) {
+		snap_put_u32(w, le32toh(vp->table[i].addr_lo));
+		snap_put_u32(w, le32toh(vp->table[i].addr_hi));
+		snap_put_u32(w, le32toh(vp->table[i].data));
+		snap_put_u32(w, le32toh(vp->table[i].ctrl));
+	}
+	for (unsigned i = 0; i < VPCI_PBA_WORDS; i++)
+		snap_put_u64(w, vp->pending[i]);
+	pthread_mutex_unlock(&v->lock);
+	virtio_dev_save(d, w);
+	if (d->ops->save)
+		d->ops->save(d, w);
+	pci_dev_save(&vp->pci, w);
+}
+
+/* The transport's registers as read from a snapshot. */
+struct vpci_snap {
+	uint32_t dfselect, gfselect;
+	uint16_t queue_select, config_vector;
+	uint8_t isr;
+	struct vpci_msix_entry table[VPCI_MAX_VECTORS];
+	uint64_t pending[VPCI_PBA_WORDS];
+};
+
+static bool vpci_vector_ok(const struct virtio_pci *vp, uint16_t v)
+{
+	return v == VPCI_NO_VECTOR || v < vp->nvectors;
+}
+
+static int vpci_load_regs(const struct virtio_pci *vp, struct snap_sec *s, struct vpci_snap *t,
+			  char *err, size_t errlen)
+{
+	uint32_t version, nvec;
+
+	memset(t, 0, sizeof(*t));
+	version = snap_get_u32(s);
+	nvec = snap_get_u32(s);
+	if (!s->err && version != VPCI_SNAP_VERSION) {
+		snprintf(err, errlen, "virtio-pci state has layout version %u, this kestrel reads %u",
+			 version, VPCI_SNAP_VERSION);
+		return -EINVAL;
+	}
+	if (!s->err && nvec != vp->nvectors) {
+		snprintf(err, errlen, "snapshot has %u MSI-X vectors, this device %u", nvec, vp->nvectors);
+		return -EINVAL;
+	}
+	t->dfselect = snap_get_u32(s);
+	t->gfselect = snap_get_u32(s);
+	t->queue_select = snap_get_u16(s);
+	t->config_vector = snap_get_u16(s);
+	t->isr = snap_get_u8(s);
+	for (unsigned i = 0; i < vp->nvectors; i++) {
+		t->table[i].addr_lo = htole32(snap_get_u32(s));
+		t->table[i].addr_hi = htole32(snap_get_u32(s));
+		t->table[i].data = htole32(snap_get_u32(s));
+		t->table[i].ctrl = htole32(snap_get_u32(s));
+		if (le32toh(t->table[i].ctrl) & ~(uint32_t)MSIX_ENTRY_MASKED) {
+			snprintf(err, errlen, "MSI-X vector %u has reserved control bits set", i);
+			return -EINVAL;
+		}
+	}
+	for (unsigned i = vp->nvectors; i < VPCI_MAX_VECTORS; i++)
+		t->table[i].ctrl = htole32(MSIX_ENTRY_MASKED);
+	for (unsigned i = 0; i < VPCI_PBA_WORDS; i++)
+		t->pending[i] = snap_get_u64(s);
+	if (s->err) {
+		snprintf(err, errlen, "virtio-pci state is truncated");
+		return -EINVAL;
+	}
+	for (unsigned v = vp->nvectors; v < VPCI_PBA_WORDS * 64; v++) {
+		if (t->pending[v / 64] & (1ull << (v % 64))) {
+			snprintf(err, errlen, "MSI-X vector %u is pending but does not exist", v);
+			return -EINVAL;
+		}
+	}
+	if (!vpci_vector_ok(vp, t->config_vector)) {
+		snprintf(err, errlen, "configuration vector %u does not exist", t->config_vector);
+		return -EINVAL;
+	}
+	if (t->isr & ~3u) {
+		snprintf(err, errlen, "ISR %#x has bits other than queue and configuration", t->isr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Take over checked registers; MSI-X on/off and the function mask come from the restored config space. */
+static void vpci_commit_regs(struct virtio_pci *vp, const struct vpci_snap *t)
+{
+	uint16_t ctrl = pci_get16(&vp->pci, vpci_msix_cap_off(vp) + 2);
+	bool intx;
+
+	pthread_mutex_lock(&vp->lock);
+	vp->dfselect = t->dfselect;
+	vp->gfselect = t->gfselect;
+	vp->queue_select = t->queue_select;
+	vp->config_vector = t->config_vector;
+	vp->isr = t->isr;
+	memcpy(vp->table, t->table, sizeof(vp->table));
+	memcpy(vp->pending, t->pending, sizeof(vp->pending));
+	vp->msix_enabled = ctrl & MSIX_CTRL_ENABLE;
+	vp->msix_masked = ctrl & MSIX_CTRL_MASKALL;
+	/* Routes exist for the vectors a running device could fire; masked ones get theirs on unmask. */
+	if (vp->msix_enabled)
+		for (unsigned v = 0; v < vp->nvectors; v++)
+			if (!vpci_vector_masked(vp, v))
+				vpci_route_update(vp, v);
+	intx = vp->isr && !(pci_get16(&vp->pci, PCI_COMMAND) & PCI_CMD_INTX_OFF);
+	irq_set_level(&vp->intx, intx);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+/* The config space part: a pci_dev_save() inside this section, of its own layout version. */
+static int vpci_load_cfg(const struct virtio_pci *vp, struct snap_sec *s, struct pci_dev_snap *cfg)
+{
+	struct snap_sec sub = *s;
+	int rc;
+
+	sub.version = PCI_SNAP_VERSION;
+	rc = pci_dev_load_check(&vp->pci, &sub, cfg);
+	s->off = sub.off;
+	s->err = sub.err;
+	return rc;
+}
+
+int virtio_pci_load(struct virtio_pci *vp, struct snap_sec *s, bool apply, char *err, size_t errlen)
+{
+	struct virtio_dev *d = vp->vdev;
+	struct virtio_dev_snap *st;
+	struct pci_dev_snap *cfg;
+	struct vpci_snap *t;
+	struct snap_sec dev_at;
+	int rc;
+
+	st = malloc(sizeof(*st));
+	t = malloc(sizeof(*t));
+	cfg = malloc(sizeof(*cfg));
+	if (!st || !t || !cfg) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = vpci_load_regs(vp, s, t, err, errlen);
+	if (rc == 0)
+		rc = virtio_dev_load_check(d, s, st, err, errlen);
+	for (unsigned i = 0; rc == 0 && i < d->num_queues; i++) {
+		if (!vpci_vector_ok(vp, st->queues[i].msix_vector)) {
+			snprintf(err, errlen, "queue %u: MSI-X vector %u does not exist", i,
+				 st->queues[i].msix_vector);
+			rc = -EINVAL;
+		}
+	}
+	dev_at = *s;
+	if (rc == 0 && d->ops->load)
+		rc = d->ops->load(d, s, false, err, errlen);
+	if (rc == 0 && vpci_load_cfg(vp, s, cfg) < 0) {
+		/* The PCI layer logged which byte it refused. */
+		snprintf(err, errlen, "PCI configuration space does not fit this device (see the log)");
+		rc = -EINVAL;
+	}
+	if (rc < 0) {
+		snap_sec_fail(s);
+		goto out;
+	}
+	if (!apply)
+		goto out;
+
+	/*
+	 * Everything checked: from here on the function changes. The core
+	 * first, since committing it resets a running device, which must not
+	 * undo the device's own part; the config space before the registers,
+	 * which take MSI-X enable and mask from it.
+	 */
+	virtio_dev_load_commit(d, st);
+	if (d->ops->load) {
+		rc = d->ops->load(d, &dev_at, true, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	pci_dev_load_apply(&vp->pci, cfg);
+	vpci_commit_regs(vp, t);
+	rc = virtio_dev_restored(d);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot restart the device: %s", strerror(-rc));
+		goto out;
+	}
+	for (unsigned q = 0; q < d->num_queues; q++) {
+		uint64_t one = 1;
+
+		if (d->queues[q].enabled && write(vp->kick_fd[q], &one, sizeof(one)) < 0)
+			log_warn(d->name, "queue %u: cannot queue a kick after restore", q);
+	}
+out:
+	free(st);
+	free(t);
+	free(cfg);
+	return rc;
 }

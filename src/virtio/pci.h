@@ -75,4 +75,32 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 		    struct loop *loop);
 void virtio_pci_exit(struct virtio_pci *vp);
 
+/*
+ * Snapshot of a virtio-pci function, into the section the caller opened:
+ * transport registers (feature selectors, queue select, config vector, ISR),
+ * the MSI-X table and PBA, the virtio core (virtio_dev_save), the device's
+ * own state (its save op) and last the PCI configuration space
+ * (pci_dev_save). Take it paused: device I/O threads stopped, devices
+ * quiesced.
+ */
+#define VPCI_SNAP_VERSION 1
+struct snap_writer;
+struct snap_sec;
+void virtio_pci_save(const struct virtio_pci *vp, struct snap_writer *w);
+/*
+ * apply false: check everything against this function (vector numbers, ISR
+ * bits, MSI-X control bits, the core, the device's state, the read-only
+ * bits of the config space) and change nothing. apply true: the same
+ * checks, then the core and device state, the config space
+ * (pci_dev_load_apply: BARs re-decoded, the notify ioeventfds registered
+ * through bar_remap), the registers; then the host side: an MSI route and
+ * irqfd for every unmasked vector while MSI-X is on, the INTx level from
+ * the ISR, the device restarted if the driver had reached DRIVER_OK
+ * (virtio_dev_restored) and one kick queued for every enabled queue, so
+ * that buffers made available before the snapshot are seen once the I/O
+ * thread runs. The caller then calls snap_sec_end(). 0, or -EINVAL / -errno
+ * with a one-line reason in err; after a failed check nothing has changed.
+ */
+int virtio_pci_load(struct virtio_pci *vp, struct snap_sec *s, bool apply, char *err, size_t errlen);
+
 #endif

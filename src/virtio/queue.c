@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "snapshot/snap.h"
 #include "util/log.h"
 
 #define VQ_DESC_ALIGN  16
@@ -110,6 +111,15 @@ static uint8_t *vq_used(const struct virtq *vq)
 	return gm_ptr(vq->gm, vq->used_gpa, vq_used_bytes(vq->size));
 }
 
+/*
+ * The VMM's own writes into the used ring: KVM's dirty log does not see
+ * them, so they are recorded for Diff snapshots (a no-op unless tracking).
+ */
+static void vq_used_dirty(const struct virtq *vq, uint64_t off, uint64_t len)
+{
+	gm_mark_dirty(vq->gm, vq->used_gpa + off, len);
+}
+
 static int vq_fail(struct virtq *vq, const char *why)
 {
 	vq->broken = true;
@@ -156,8 +166,11 @@ static void vq_arm_kicks(struct virtq *vq)
 	if (!used)
 		return;
 	vq_store16(used, 0);
-	if (vq->event_idx)
+	vq_used_dirty(vq, 0, 2);
+	if (vq->event_idx) {
 		vq_store16(used + VQ_USED_RING + VQ_USED_ELEM_SIZE * vq->size, vq->last_avail);
+		vq_used_dirty(vq, VQ_USED_RING + VQ_USED_ELEM_SIZE * vq->size, 2);
+	}
 }
 
 int vq_activate(struct virtq *vq, const struct guest_mem *gm, bool event_idx, bool indirect)
@@ -312,8 +325,20 @@ int vq_pop(struct virtq *vq, struct vq_elem *e)
 	head = vq_load16(avail + VQ_AVAIL_RING + 2u * (vq->last_avail & (vq->size - 1u)));
 	if (vq_walk(vq, head, e))
 		return -EIO;
+	/*
+	 * Conservatively dirty now everything the device may write: what it
+	 * writes through these host pointers is invisible to KVM's dirty log,
+	 * and a device completes (or gives back) every chain before a snapshot.
+	 */
+	for (unsigned i = e->out_num; i < e->out_num + e->in_num; i++)
+		gm_mark_dirty(vq->gm, e->gpa[i], e->iov[i].iov_len);
 	vq->last_avail++;
 	return 0;
+}
+
+void vq_unpop(struct virtq *vq, uint16_t n)
+{
+	vq->last_avail = (uint16_t)(vq->last_avail - n);
 }
 
 void vq_push(struct virtq *vq, uint16_t head, uint32_t written)
@@ -333,9 +358,11 @@ void vq_push(struct virtq *vq, uint16_t head, uint32_t written)
 	elem = used + VQ_USED_RING + VQ_USED_ELEM_SIZE * (vq->used_idx & (vq->size - 1u));
 	vq_store32(elem + offsetof(struct vring_used_elem, id), head);
 	vq_store32(elem + offsetof(struct vring_used_elem, len), written);
+	vq_used_dirty(vq, (uint64_t)(elem - used), VQ_USED_ELEM_SIZE);
 	vq->used_idx++;
 	/* Release: the element (and the data written into the buffers) before idx. */
 	vq_store16_release(used + VQ_USED_IDX, vq->used_idx);
+	vq_used_dirty(vq, VQ_USED_IDX, 2);
 }
 
 /* True when `event` lies in [old, new), the used entries written since the last check. */
@@ -386,8 +413,10 @@ void vq_disable_kicks(struct virtq *vq)
 	if (!vq->gm || vq->event_idx)
 		return;
 	used = vq_used(vq);
-	if (used)
+	if (used) {
 		vq_store16(used, VRING_USED_F_NO_NOTIFY);
+		vq_used_dirty(vq, 0, 2);
+	}
 }
 
 bool vq_enable_kicks(struct virtq *vq)
@@ -450,4 +479,71 @@ size_t vq_copy_from_out(const struct vq_elem *e, size_t off, void *dst, size_t l
 size_t vq_copy_to_in(const struct vq_elem *e, size_t off, const void *src, size_t len)
 {
 	return vq_copy_iov(e, e->out_num, e->in_num, off, (void *)src, len, true);
+}
+
+/* ---- snapshot ---- */
+
+void vq_save(const struct virtq *vq, struct snap_writer *w)
+{
+	snap_put_u16(w, vq->size);
+	snap_put_bool(w, vq->enabled);
+	snap_put_u16(w, vq->msix_vector);
+	snap_put_u64(w, vq->desc_gpa);
+	snap_put_u64(w, vq->avail_gpa);
+	snap_put_u64(w, vq->used_gpa);
+	snap_put_bool(w, vq->gm != NULL);       /* armed: activated and in use */
+	snap_put_bool(w, vq->event_idx);
+	snap_put_bool(w, vq->indirect);
+	snap_put_u16(w, vq->last_avail);
+	snap_put_u16(w, vq->used_idx);
+	snap_put_u16(w, vq->signalled_used);
+	snap_put_bool(w, vq->signalled_used_valid);
+	snap_put_bool(w, vq->broken);
+}
+
+int vq_load(struct virtq *vq, struct snap_sec *s, const struct guest_mem *gm)
+{
+	struct virtq q = *vq;
+	bool armed;
+
+	q.size = snap_get_u16(s);
+	q.enabled = snap_get_bool(s);
+	q.msix_vector = snap_get_u16(s);
+	q.desc_gpa = snap_get_u64(s);
+	q.avail_gpa = snap_get_u64(s);
+	q.used_gpa = snap_get_u64(s);
+	armed = snap_get_bool(s);
+	q.event_idx = snap_get_bool(s);
+	q.indirect = snap_get_bool(s);
+	q.last_avail = snap_get_u16(s);
+	q.used_idx = snap_get_u16(s);
+	q.signalled_used = snap_get_u16(s);
+	q.signalled_used_valid = snap_get_bool(s);
+	q.broken = snap_get_bool(s);
+	if (s->err)
+		return -EINVAL;
+	if (armed) {
+		/* What vq_activate() checked when the driver armed it. */
+		if (!gm || !q.enabled || q.max_size == 0 || q.max_size > VQ_MAX_SIZE ||
+		    q.size == 0 || q.size > q.max_size || (q.size & (q.size - 1)) ||
+		    !vq_ring_ok(gm, q.desc_gpa, vq_desc_bytes(q.size), VQ_DESC_ALIGN) ||
+		    !vq_ring_ok(gm, q.avail_gpa, vq_avail_bytes(q.size), VQ_AVAIL_ALIGN) ||
+		    !vq_ring_ok(gm, q.used_gpa, vq_used_bytes(q.size), VQ_USED_ALIGN))
+			goto bad;
+		q.gm = gm;
+		q.error = q.broken ? "the queue was already broken when the snapshot was taken" : NULL;
+	} else {
+		/* Never activated (or reset): vq_reset() left nothing behind. */
+		if (q.event_idx || q.indirect || q.last_avail || q.used_idx || q.signalled_used ||
+		    q.signalled_used_valid || q.broken)
+			goto bad;
+		q.gm = NULL;
+		q.error = NULL;
+	}
+	*vq = q;
+	return 0;
+
+bad:
+	snap_sec_fail(s);
+	return -EINVAL;
 }

@@ -70,7 +70,11 @@ void vq_reset(struct virtq *vq);
 /* Validate the driver's ring addresses for the current size and arm the queue. 0 or -EINVAL. */
 int vq_activate(struct virtq *vq, const struct guest_mem *gm, bool event_idx, bool indirect);
 
-/* Next request: 0, -ENOENT when the ring is empty, -EIO when the driver broke the protocol. */
+/*
+ * Next request: 0, -ENOENT when the ring is empty, -EIO when the driver broke
+ * the protocol. Every device-writable buffer of the chain is marked dirty in
+ * guest memory now (gm_mark_dirty), whether or not the device writes it.
+ */
 int vq_pop(struct virtq *vq, struct vq_elem *e);
 /* Hand back a chain with `written` bytes written into its device-writable part. */
 void vq_push(struct virtq *vq, uint16_t head, uint32_t written);
@@ -85,6 +89,28 @@ bool vq_need_notify(struct virtq *vq);
 void vq_disable_kicks(struct virtq *vq);
 bool vq_enable_kicks(struct virtq *vq);
 bool vq_has_work(struct virtq *vq);
+
+/*
+ * Give back the last `n` chains popped and not pushed: they become available
+ * again and the next vq_pop() returns them once more. For a device that
+ * must abandon partial work (pause); the driver's ring entries for them are
+ * still in place, since it cannot reuse a slot before its chain is used.
+ */
+void vq_unpop(struct virtq *vq, uint16_t n);
+
+/*
+ * Snapshot. vq_save() writes the transport's registers and the device-side
+ * state (indices, negotiated flags, broken); vq_load() reads them into *vq
+ * only if every value is acceptable: an armed (activated) queue must have a
+ * power-of-two size up to vq->max_size and aligned rings inside `gm` for
+ * that size; a queue that is not armed must have no device-side state. The
+ * rings are not touched and the indices are kept as saved (no reset, no
+ * re-arming: guest RAM comes back as it was). 0 or -EINVAL (snap_sec_fail).
+ */
+struct snap_writer;
+struct snap_sec;
+void vq_save(const struct virtq *vq, struct snap_writer *w);
+int vq_load(struct virtq *vq, struct snap_sec *s, const struct guest_mem *gm);
 
 /* Copy helpers over an element's iovecs (bounds already checked by vq_pop). */
 size_t vq_copy_from_out(const struct vq_elem *e, size_t off, void *dst, size_t len);

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "snapshot/snap.h"
+
 /* What every kestrel virtio device offers on top of its own bits. */
 #define VIRTIO_CORE_FEATURES \
 	(VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC))
@@ -185,4 +187,161 @@ void virtio_fail(struct virtio_dev *d, const char *fmt, ...)
 		return;
 	log_guest(&d->rl, d->name, "driver error, device needs reset: %s", msg);
 	virtio_notify_config(d);
+}
+
+/* ---- pause and snapshot ---- */
+
+#define VIRTIO_STATUS_KNOWN \
+	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK | \
+	 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
+
+void virtio_dev_quiesce(struct virtio_dev *d)
+{
+	if (d->ops->quiesce)
+		d->ops->quiesce(d);
+}
+
+void virtio_dev_save(const struct virtio_dev *d, struct snap_writer *w)
+{
+	snap_put_u32(w, VIRTIO_SNAP_VERSION);
+	snap_put_u16(w, d->device_id);
+	snap_put_u32(w, d->num_queues);
+	snap_put_u64(w, d->host_features);
+	snap_put_u64(w, d->driver_features);
+	snap_put_u8(w, d->status);
+	snap_put_u8(w, d->config_generation);
+	for (unsigned i = 0; i < d->num_queues; i++)
+		vq_save(&d->queues[i], w);
+}
+
+/* The queues against the status: what activation would have left. */
+static int virtio_check_queues(const struct virtio_dev *d, const struct virtio_dev_snap *st,
+			       char *err, size_t errlen)
+{
+	bool event_idx = st->driver_features & VIRTIO_BIT(VIRTIO_F_EVENT_IDX);
+	bool indirect = st->driver_features & VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC);
+	bool driver_ok = st->status & VIRTIO_STATUS_DRIVER_OK;
+	bool needs_reset = st->status & VIRTIO_STATUS_NEEDS_RESET;
+
+	for (unsigned i = 0; i < d->num_queues; i++) {
+		const struct virtq *q = &st->queues[i];
+		bool armed = q->gm != NULL;
+
+		/* A failed activation (NEEDS_RESET without DRIVER_OK) may leave some queues armed. */
+		if (armed && !driver_ok && !needs_reset) {
+			snprintf(err, errlen, "queue %u is in use but the driver is not (status %#x)", i, st->status);
+			return -EINVAL;
+		}
+		if (driver_ok && q->enabled != armed) {
+			snprintf(err, errlen, "queue %u is %s but %s", i, q->enabled ? "enabled" : "not enabled",
+				 armed ? "in use" : "not in use");
+			return -EINVAL;
+		}
+		if (armed && (q->event_idx != event_idx || q->indirect != indirect)) {
+			snprintf(err, errlen, "queue %u: ring features differ from the negotiated ones", i);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int virtio_dev_load_check(const struct virtio_dev *d, struct snap_sec *s, struct virtio_dev_snap *st,
+			  char *err, size_t errlen)
+{
+	uint32_t version, nq;
+	uint16_t id;
+	uint64_t f;
+
+	memset(st, 0, sizeof(*st));
+	version = snap_get_u32(s);
+	id = snap_get_u16(s);
+	nq = snap_get_u32(s);
+	(void)snap_get_u64(s);       /* what was offered then; what counts is what is offered now */
+	st->driver_features = snap_get_u64(s);
+	st->status = snap_get_u8(s);
+	st->config_generation = snap_get_u8(s);
+	if (s->err) {
+		snprintf(err, errlen, "virtio state is truncated");
+		return -EINVAL;
+	}
+	if (version != VIRTIO_SNAP_VERSION) {
+		snprintf(err, errlen, "virtio state has layout version %u, this kestrel reads %u", version,
+			 VIRTIO_SNAP_VERSION);
+		goto bad;
+	}
+	if (id != d->device_id || nq != d->num_queues) {
+		snprintf(err, errlen, "snapshot has virtio device id %u with %u queues, this one is id %u with %u",
+			 id, nq, d->device_id, d->num_queues);
+		goto bad;
+	}
+	if (st->status & ~VIRTIO_STATUS_KNOWN) {
+		snprintf(err, errlen, "unknown device status bits %#x", st->status);
+		goto bad;
+	}
+	f = st->driver_features;
+	if (st->status & VIRTIO_STATUS_FEATURES_OK) {
+		/* Before FEATURES_OK anything may be in the register; after it, only a valid set. */
+		if (f & ~d->host_features) {
+			snprintf(err, errlen, "driver features %#llx include %#llx, which this device does not offer",
+				 (unsigned long long)f, (unsigned long long)(f & ~d->host_features));
+			goto bad;
+		}
+		if (!(f & VIRTIO_BIT(VIRTIO_F_VERSION_1)) ||
+		    (d->ops->features_ok && !d->ops->features_ok((struct virtio_dev *)d, f))) {
+			snprintf(err, errlen, "driver features %#llx are not acceptable to this device",
+				 (unsigned long long)f);
+			goto bad;
+		}
+	} else if (st->status & VIRTIO_STATUS_DRIVER_OK) {
+		snprintf(err, errlen, "status %#x has DRIVER_OK without FEATURES_OK", st->status);
+		goto bad;
+	}
+	for (unsigned i = 0; i < d->num_queues; i++) {
+		st->queues[i] = d->queues[i];
+		if (vq_load(&st->queues[i], s, d->gm) < 0) {
+			snprintf(err, errlen, "queue %u: truncated, or a bad size, ring address or index", i);
+			goto bad;
+		}
+	}
+	if (virtio_check_queues(d, st, err, errlen) < 0)
+		goto bad;
+	return 0;
+
+bad:
+	snap_sec_fail(s);
+	return -EINVAL;
+}
+
+void virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st)
+{
+	pthread_mutex_lock(&d->lock);
+	/* A running device lets go of its queues first, as for a driver reset. */
+	if (d->ops->reset && (d->status & VIRTIO_STATUS_DRIVER_OK))
+		d->ops->reset(d);
+	d->driver_features = st->driver_features;
+	d->status = st->status;
+	d->config_generation = st->config_generation;
+	for (unsigned i = 0; i < d->num_queues; i++)
+		d->queues[i] = st->queues[i];
+	pthread_mutex_unlock(&d->lock);
+}
+
+int virtio_dev_restored(struct virtio_dev *d)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if ((d->status & VIRTIO_STATUS_DRIVER_OK) && !(d->status & VIRTIO_STATUS_NEEDS_RESET)) {
+		/* With d->lock held, as activation runs. */
+		if (d->ops->restore)
+			rc = d->ops->restore(d);
+		else if (d->ops->activate)
+			rc = d->ops->activate(d);
+		if (rc < 0)
+			d->status = (uint8_t)((d->status & ~VIRTIO_STATUS_DRIVER_OK) | VIRTIO_STATUS_NEEDS_RESET);
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (rc < 0)
+		virtio_notify_config(d);
+	return rc;
 }

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mem/gm.h"
@@ -42,7 +43,12 @@
 
 #define VIRTIO_MAX_QUEUES 64
 
+/* Layout of the core's part of a snapshot (virtio_dev_save). */
+#define VIRTIO_SNAP_VERSION 1
+
 struct virtio_dev;
+struct snap_writer;
+struct snap_sec;
 
 struct virtio_dev_ops {
 	/* Device-specific feature bits offered (VERSION_1, EVENT_IDX, INDIRECT are added by the core). */
@@ -62,6 +68,30 @@ struct virtio_dev_ops {
 	 * devices must not block here.
 	 */
 	void (*queue_notify)(struct virtio_dev *d, unsigned q);
+
+	/*
+	 * Pause. Called on the main thread once the vCPUs are paused and the
+	 * device's I/O thread is stopped (joined). Afterwards nothing is in
+	 * flight: every popped chain was pushed (interrupts sent) or given back
+	 * with vq_unpop(), and no host operation holds a pointer into guest
+	 * RAM. The device continues by itself when its I/O thread restarts.
+	 * Optional (a device that pops and pushes in one go needs none).
+	 */
+	void (*quiesce)(struct virtio_dev *d);
+	/* Snapshot of the device's own state (fields only; its layout version first). Optional. */
+	void (*save)(struct virtio_dev *d, struct snap_writer *w);
+	/*
+	 * Read what save() wrote. apply false: only check it against this
+	 * device, changing nothing; apply true: check and take it over. 0, or
+	 * -EINVAL with a one-line reason in err. Optional (then save is unset too).
+	 */
+	int (*load)(struct virtio_dev *d, struct snap_sec *s, bool apply, char *err, size_t errlen);
+	/*
+	 * A snapshot restored DRIVER_OK: start processing again as activate
+	 * does, but keep the queue indices and anything load() restored.
+	 * Optional: activate is used instead.
+	 */
+	int (*restore)(struct virtio_dev *d);
 };
 
 /* What a transport provides to the device core. */
@@ -122,6 +152,48 @@ bool virtio_has_feature(const struct virtio_dev *d, unsigned bit);
 /* Device side: interrupt the driver if the queue's suppression state allows it. */
 void virtio_notify_queue(struct virtio_dev *d, unsigned q);
 void virtio_notify_config(struct virtio_dev *d);
+
+/* Pause: the device's quiesce op, if any (see virtio_dev_ops.quiesce). */
+void virtio_dev_quiesce(struct virtio_dev *d);
+
+/*
+ * Snapshot of the core: device id, features offered and acknowledged,
+ * status, config generation and every queue (vq_save). Transports put it in
+ * their own section (virtio_pci_save / virtio_mmio_save).
+ */
+void virtio_dev_save(const struct virtio_dev *d, struct snap_writer *w);
+
+/* The core's state as read from a snapshot, checked but not yet applied. */
+struct virtio_dev_snap {
+	uint64_t driver_features;
+	uint8_t status;
+	uint8_t config_generation;
+	struct virtq queues[VIRTIO_MAX_QUEUES];
+};
+
+/*
+ * Read and check the core's state against `d` (same device id and number of
+ * queues; with FEATURES_OK the acknowledged features must be offered by this
+ * device and acceptable to it; DRIVER_OK needs FEATURES_OK and exactly the
+ * enabled queues armed, with the negotiated ring features; every queue as
+ * vq_load checks it). d is not changed. 0 or -EINVAL with a reason in err.
+ */
+int virtio_dev_load_check(const struct virtio_dev *d, struct snap_sec *s, struct virtio_dev_snap *st,
+			  char *err, size_t errlen);
+/*
+ * Take over a checked state: a device that is running is reset first (its
+ * reset op), then registers and queues are replaced. No side effects beyond
+ * that: the transport re-creates its host plumbing and then calls
+ * virtio_dev_restored().
+ */
+void virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st);
+/*
+ * After a restore: a device whose driver had reached DRIVER_OK (and that
+ * did not need a reset) resumes processing through its restore op (or
+ * activate), with the queue indices as restored. 0 or -errno (the device
+ * then needs a reset, as after a failed activation).
+ */
+int virtio_dev_restored(struct virtio_dev *d);
 
 /*
  * Protocol violation by the driver: set DEVICE_NEEDS_RESET, raise a config

@@ -1,5 +1,7 @@
 #include "devices/legacy/acpi_pm.h"
+#include "snapshot/snap.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define SLP_EN       0x20
@@ -36,3 +38,29 @@ static void acpi_pm_write(void *opaque, uint64_t off, uint64_t value, unsigned s
 }
 
 const struct bus_dev_ops acpi_pm_ops = { .read = acpi_pm_read, .write = acpi_pm_write };
+
+/* ---- snapshot ---- */
+
+void acpi_pm_save(const struct acpi_pm *pm, struct snap_writer *w)
+{
+	snap_put_u8(w, pm->status);
+}
+
+int acpi_pm_load(struct acpi_pm *pm, struct snap_sec *s)
+{
+	uint8_t status;
+
+	if (s->version != ACPI_PM_SNAP_VERSION) {
+		log_err("snapshot", "acpi-pm: unknown section version %u", s->version);
+		snap_sec_fail(s);
+		return -EINVAL;
+	}
+	status = snap_get_u8(s);
+	if (s->err || (status & ~WAK_STS)) {
+		log_err("snapshot", "acpi-pm: %s", s->err ? "section truncated" : "status has reserved bits set");
+		snap_sec_fail(s);
+		return -EINVAL;
+	}
+	pm->status = status;
+	return 0;
+}

@@ -1,5 +1,7 @@
 #include "devices/legacy/i8042.h"
+#include "snapshot/snap.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define ST_OBF      0x01   /* output buffer full */
@@ -253,3 +255,68 @@ static void i8042_ctl_write(void *opaque, uint64_t off, uint64_t value, unsigned
 
 const struct bus_dev_ops i8042_data_ops = { .read = i8042_data_read, .write = i8042_data_write };
 const struct bus_dev_ops i8042_ctl_ops = { .read = i8042_ctl_read, .write = i8042_ctl_write };
+
+/* ---- snapshot ---- */
+
+void i8042_save(const struct i8042 *k, struct snap_writer *w)
+{
+	pthread_mutex_t *lock = (pthread_mutex_t *)&k->lock;
+
+	pthread_mutex_lock(lock);
+	snap_put_u8(w, k->status);
+	snap_put_u8(w, k->cmd_byte);
+	snap_put_u8(w, k->pending_cmd);
+	snap_put_u8(w, k->kbd_pending);
+	snap_put_u8(w, (uint8_t)k->q_head);
+	snap_put_u8(w, (uint8_t)k->q_len);
+	snap_put(w, k->queue, sizeof(k->queue));
+	for (unsigned i = 0; i < I8042_QUEUE; i++)
+		snap_put_bool(w, k->queue_kbd[i]);
+	pthread_mutex_unlock(lock);
+}
+
+static int i8042_refuse(struct snap_sec *s, const char *why, unsigned v)
+{
+	log_err("snapshot", "i8042: %s (%u)", why, v);
+	snap_sec_fail(s);
+	return -EINVAL;
+}
+
+int i8042_load(struct i8042 *k, struct snap_sec *s)
+{
+	uint8_t status, cmd_byte, pending_cmd, kbd_pending, queue[I8042_QUEUE];
+	bool queue_kbd[I8042_QUEUE];
+	unsigned q_head, q_len;
+
+	if (s->version != I8042_SNAP_VERSION)
+		return i8042_refuse(s, "unknown section version", s->version);
+	status = snap_get_u8(s);
+	cmd_byte = snap_get_u8(s);
+	pending_cmd = snap_get_u8(s);
+	kbd_pending = snap_get_u8(s);
+	q_head = snap_get_u8(s);
+	q_len = snap_get_u8(s);
+	snap_get(s, queue, sizeof(queue));
+	for (unsigned i = 0; i < I8042_QUEUE; i++)
+		queue_kbd[i] = snap_get_bool(s);
+	if (s->err)
+		return i8042_refuse(s, "section truncated or malformed", (unsigned)s->len);
+	if (q_head >= I8042_QUEUE)
+		return i8042_refuse(s, "output queue head out of range", q_head);
+	if (q_len > I8042_QUEUE)
+		return i8042_refuse(s, "output queue length exceeds the queue", q_len);
+	if (!!(status & ST_OBF) != (q_len != 0))
+		return i8042_refuse(s, "status OBF disagrees with the output queue", status);
+
+	pthread_mutex_lock(&k->lock);
+	k->status = status;
+	k->cmd_byte = cmd_byte;
+	k->pending_cmd = pending_cmd;
+	k->kbd_pending = kbd_pending;
+	k->q_head = q_head;
+	k->q_len = q_len;
+	memcpy(k->queue, queue, sizeof(queue));
+	memcpy(k->queue_kbd, queue_kbd, sizeof(queue_kbd));
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}

@@ -11,6 +11,10 @@
 #include "devices/sysevent.h"
 
 #define I8042_QUEUE 16
+#define I8042_SNAP_VERSION 1
+
+struct snap_writer;
+struct snap_sec;
 
 /*
  * The PS/2 controller with a keyboard that answers its commands (no mouse):
@@ -40,5 +44,15 @@ size_t i8042_kbd_input(struct i8042 *k, const uint8_t *codes, size_t n);
 /* Port 0x60 (data) and port 0x64 (status/command); 0x61 belongs to the PIT's speaker. */
 extern const struct bus_dev_ops i8042_data_ops;
 extern const struct bus_dev_ops i8042_ctl_ops;
+
+/*
+ * Snapshot: status, command byte, the controller and keyboard commands
+ * waiting for their data byte, and the output queue (bytes, their source,
+ * head, length); the counters stay. IRQ 1 is edge-triggered: load fires no
+ * edge (one already delivered is in the saved irqchip state). 0 or -EINVAL,
+ * the device untouched then.
+ */
+void i8042_save(const struct i8042 *k, struct snap_writer *w);
+int i8042_load(struct i8042 *k, struct snap_sec *s);
 
 #endif

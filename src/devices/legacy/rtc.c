@@ -1,5 +1,7 @@
 #include "devices/legacy/rtc.h"
+#include "snapshot/snap.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define REG_SEC     0x00
@@ -165,3 +167,57 @@ static void rtc_write(void *opaque, uint64_t off, uint64_t value, unsigned size)
 }
 
 const struct bus_dev_ops rtc_ops = { .read = rtc_read, .write = rtc_write };
+
+/* ---- snapshot ---- */
+
+void rtc_save(const struct rtc *r, struct snap_writer *w)
+{
+	pthread_mutex_t *lock = (pthread_mutex_t *)&r->lock;
+
+	pthread_mutex_lock(lock);
+	snap_put_u8(w, r->index);
+	snap_put(w, r->cmos, sizeof(r->cmos));
+	snap_put_u64(w, (uint64_t)r->offset);
+	pthread_mutex_unlock(lock);
+}
+
+static int rtc_refuse(struct snap_sec *s, const char *why, unsigned v)
+{
+	log_err("snapshot", "rtc: %s (%u)", why, v);
+	snap_sec_fail(s);
+	return -EINVAL;
+}
+
+/*
+ * About 300,000 years either way: beyond anything a guest can set (BCD
+ * garbage decodes to at most century 165), far from overflowing time_t.
+ */
+#define RTC_MAX_OFFSET (10000000000000ll)
+
+int rtc_load(struct rtc *r, struct snap_sec *s)
+{
+	uint8_t index, cmos[RTC_CMOS_SIZE];
+	int64_t offset;
+
+	if (s->version != RTC_SNAP_VERSION)
+		return rtc_refuse(s, "unknown section version", s->version);
+	index = snap_get_u8(s);
+	snap_get(s, cmos, sizeof(cmos));
+	offset = (int64_t)snap_get_u64(s);
+	if (s->err)
+		return rtc_refuse(s, "section truncated or malformed", (unsigned)s->len);
+	if (index >= RTC_CMOS_SIZE)
+		return rtc_refuse(s, "register index out of range", index);
+	if (offset > RTC_MAX_OFFSET || offset < -RTC_MAX_OFFSET) {
+		log_err("snapshot", "rtc: time offset %lld s is out of range", (long long)offset);
+		snap_sec_fail(s);
+		return -EINVAL;
+	}
+
+	pthread_mutex_lock(&r->lock);
+	r->index = index;
+	memcpy(r->cmos, cmos, sizeof(cmos));
+	r->offset = offset;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}

@@ -8,6 +8,10 @@
 #include "bus/bus.h"
 
 #define RTC_CMOS_SIZE 128
+#define RTC_SNAP_VERSION 1
+
+struct snap_writer;
+struct snap_sec;
 
 /*
  * MC146818 CMOS RTC at 0x70 (index, bit 7 = NMI mask) and 0x71 (data).
@@ -23,5 +27,16 @@ struct rtc {
 
 void rtc_init(struct rtc *r, uint64_t ram_size);
 extern const struct bus_dev_ops rtc_ops;
+
+/*
+ * Snapshot: the index register, the CMOS RAM (control registers A-D
+ * included) and the guest's offset from host time. The time registers are
+ * not state: they are computed from the host clock on every read, so a
+ * restored guest sees the wall-clock time of the restore (plus whatever
+ * offset it had set), not the time of the snapshot, like a real RTC that
+ * kept ticking on its battery. 0 or -EINVAL, the device untouched then.
+ */
+void rtc_save(const struct rtc *r, struct snap_writer *w);
+int rtc_load(struct rtc *r, struct snap_sec *s);
 
 #endif

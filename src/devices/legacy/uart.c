@@ -4,7 +4,9 @@
  * THR is always empty again by the time the guest looks.
  */
 #include "devices/legacy/uart.h"
+#include "snapshot/snap.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define IER_RDI   0x01  /* received data available */
@@ -291,3 +293,85 @@ static void uart_write(void *opaque, uint64_t off, uint64_t value, unsigned size
 }
 
 const struct bus_dev_ops uart_ops = { .read = uart_read, .write = uart_write };
+
+/* ---- snapshot ---- */
+
+void uart_save(const struct uart *u, struct snap_writer *w)
+{
+	pthread_mutex_t *lock = (pthread_mutex_t *)&u->lock;
+
+	pthread_mutex_lock(lock);
+	snap_put_u8(w, u->ier);
+	snap_put_u8(w, u->lcr);
+	snap_put_u8(w, u->mcr);
+	snap_put_u8(w, u->lsr);
+	snap_put_u8(w, u->msr);
+	snap_put_u8(w, u->scr);
+	snap_put_u8(w, u->dll);
+	snap_put_u8(w, u->dlm);
+	snap_put_u8(w, u->fcr);
+	snap_put_bool(w, u->thr_irq);
+	snap_put_u8(w, (uint8_t)u->rx_head);
+	snap_put_u8(w, (uint8_t)u->rx_count);
+	snap_put(w, u->rx, sizeof(u->rx));
+	pthread_mutex_unlock(lock);
+}
+
+static int uart_refuse(struct snap_sec *s, const char *why, unsigned v)
+{
+	log_err("snapshot", "uart: %s (%u)", why, v);
+	snap_sec_fail(s);
+	return -EINVAL;
+}
+
+int uart_load(struct uart *u, struct snap_sec *s)
+{
+	struct uart t;   /* the registers only; the rest of u stays */
+
+	if (s->version != UART_SNAP_VERSION)
+		return uart_refuse(s, "unknown section version", s->version);
+	t.ier = snap_get_u8(s);
+	t.lcr = snap_get_u8(s);
+	t.mcr = snap_get_u8(s);
+	t.lsr = snap_get_u8(s);
+	t.msr = snap_get_u8(s);
+	t.scr = snap_get_u8(s);
+	t.dll = snap_get_u8(s);
+	t.dlm = snap_get_u8(s);
+	t.fcr = snap_get_u8(s);
+	t.thr_irq = snap_get_bool(s);
+	t.rx_head = snap_get_u8(s);
+	t.rx_count = snap_get_u8(s);
+	snap_get(s, t.rx, sizeof(t.rx));
+	if (s->err)
+		return uart_refuse(s, "section truncated or malformed", (unsigned)s->len);
+	/* The masks the register writes apply: anything else never came from a guest. */
+	if (t.ier & ~0x0fu)
+		return uart_refuse(s, "IER has reserved bits set", t.ier);
+	if (t.mcr & ~0x1fu)
+		return uart_refuse(s, "MCR has reserved bits set", t.mcr);
+	if (t.fcr & ~0xc9u)
+		return uart_refuse(s, "FCR has self-clearing bits set", t.fcr);
+	if (t.rx_head >= UART_FIFO_SIZE)
+		return uart_refuse(s, "RX FIFO head out of range", t.rx_head);
+	if (t.rx_count > uart_capacity(&t))
+		return uart_refuse(s, "RX FIFO count exceeds the FIFO", t.rx_count);
+
+	pthread_mutex_lock(&u->lock);
+	u->ier = t.ier;
+	u->lcr = t.lcr;
+	u->mcr = t.mcr;
+	u->lsr = t.lsr;
+	u->msr = t.msr;
+	u->scr = t.scr;
+	u->dll = t.dll;
+	u->dlm = t.dlm;
+	u->fcr = t.fcr;
+	u->thr_irq = t.thr_irq;
+	u->rx_head = t.rx_head;
+	u->rx_count = t.rx_count;
+	memcpy(u->rx, t.rx, sizeof(u->rx));
+	uart_update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}

@@ -12,6 +12,10 @@
 
 #define UART_FIFO_SIZE 16
 #define UART_REG_COUNT 8
+#define UART_SNAP_VERSION 1
+
+struct snap_writer;
+struct snap_sec;
 
 /* A 16550A: 16-byte FIFOs, interrupts gated by MCR.OUT2 as on a PC. */
 struct uart {
@@ -36,5 +40,15 @@ void uart_exit(struct uart *u);
 size_t uart_receive(struct uart *u, const uint8_t *buf, size_t len);
 
 extern const struct bus_dev_ops uart_ops;
+
+/*
+ * Snapshot: every register, the RX FIFO (contents, head, count) and the
+ * pending THR-empty interrupt; the counters are host metrics and stay. Load
+ * validates everything before it changes the device (0 or -EINVAL, the
+ * device untouched then) and re-drives the IRQ line to the level the
+ * restored registers imply.
+ */
+void uart_save(const struct uart *u, struct snap_writer *w);
+int uart_load(struct uart *u, struct snap_sec *s);
 
 #endif

@@ -1,7 +1,9 @@
 #include "devices/pci/pci.h"
 #include "mem/layout.h"
+#include "snapshot/snap.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HOST_BRIDGE_VENDOR 0x8086
@@ -322,6 +324,137 @@ static void pci_ecam_write(void *opaque, uint64_t off, uint64_t value, unsigned 
 		return;
 	pci_host_cfg_write(opaque, (unsigned)(off >> 20), (off >> 15) & 0x1f, (off >> 12) & 7, reg, size,
 			   (uint32_t)value);
+}
+
+/* ---- snapshot ---- */
+
+void pci_dev_save(const struct pci_dev *d, struct snap_writer *w)
+{
+	pthread_mutex_t *lock = d->host ? (pthread_mutex_t *)&d->host->lock : NULL;
+
+	if (lock)
+		pthread_mutex_lock(lock);
+	snap_put_u32(w, PCI_CFG_SIZE);
+	snap_put(w, d->cfg, PCI_CFG_SIZE);
+	if (lock)
+		pthread_mutex_unlock(lock);
+}
+
+static int pci_snap_refuse(struct snap_sec *s)
+{
+	snap_sec_fail(s);
+	return -EINVAL;
+}
+
+int pci_dev_load_check(const struct pci_dev *d, struct snap_sec *s, struct pci_dev_snap *out)
+{
+	const char *name = d->name ? d->name : "?";
+	uint32_t len;
+
+	if (s->version != PCI_SNAP_VERSION) {
+		log_err("snapshot", "PCI 00:%02x.0 (%s): unknown section version %u", d->slot, name, s->version);
+		return pci_snap_refuse(s);
+	}
+	len = snap_get_u32(s);
+	if (len != PCI_CFG_SIZE || snap_get(s, out->cfg, PCI_CFG_SIZE) < 0) {
+		log_err("snapshot", "PCI 00:%02x.0 (%s): config space truncated or of the wrong size", d->slot,
+			name);
+		return pci_snap_refuse(s);
+	}
+	if (memcmp(out->cfg, d->cfg, 4) != 0) {
+		log_err("snapshot", "PCI 00:%02x.0 (%s): device %04x:%04x, snapshot has %04x:%04x", d->slot, name,
+			pci_get16(d, PCI_VENDOR_ID), pci_get16(d, PCI_DEVICE_ID),
+			out->cfg[0] | out->cfg[1] << 8, out->cfg[2] | out->cfg[3] << 8);
+		return pci_snap_refuse(s);
+	}
+	for (unsigned i = 0; i < PCI_CFG_SIZE; i++) {
+		if ((out->cfg[i] ^ d->cfg[i]) & ~d->wmask[i]) {
+			log_err("snapshot", "PCI 00:%02x.0 (%s): read-only config byte %#x is 0x%02x, this device has 0x%02x",
+				d->slot, name, i, out->cfg[i], d->cfg[i]);
+			return pci_snap_refuse(s);
+		}
+	}
+	return 0;
+}
+
+void pci_dev_load_apply(struct pci_dev *d, const struct pci_dev_snap *snap)
+{
+	struct pci_host *h = d->host;
+
+	if (h)
+		pthread_mutex_lock(&h->lock);
+	memcpy(d->cfg, snap->cfg, PCI_CFG_SIZE);
+	if (h)
+		pci_update_bars(d);
+	if (h)
+		pthread_mutex_unlock(&h->lock);
+}
+
+int pci_dev_load(struct pci_dev *d, struct snap_sec *s)
+{
+	struct pci_dev_snap *snap = malloc(sizeof(*snap));
+	int e;
+
+	if (!snap) {
+		snap_sec_fail(s);
+		return -ENOMEM;
+	}
+	e = pci_dev_load_check(d, s, snap);
+	if (e == 0)
+		pci_dev_load_apply(d, snap);
+	free(snap);
+	return e;
+}
+
+void pci_host_save(const struct pci_host *h, struct snap_writer *w)
+{
+	pthread_mutex_t *lock = (pthread_mutex_t *)&h->lock;
+	uint32_t conf_addr;
+
+	pthread_mutex_lock(lock);
+	conf_addr = h->conf_addr;
+	pthread_mutex_unlock(lock);
+	snap_put_u32(w, conf_addr);
+	pci_dev_save(&h->bridge, w);
+}
+
+int pci_host_load(struct pci_host *h, struct snap_sec *s)
+{
+	struct pci_dev_snap *snap;
+	struct snap_sec bridge;
+	uint32_t conf_addr;
+	int e;
+
+	if (s->version != PCI_HOST_SNAP_VERSION) {
+		log_err("snapshot", "PCI host: unknown section version %u", s->version);
+		snap_sec_fail(s);
+		return -EINVAL;
+	}
+	conf_addr = snap_get_u32(s);
+	if (s->err || (conf_addr & ~0x80fffffcu)) {
+		log_err("snapshot", "PCI host: %s", s->err ? "section truncated" : "CONFIG_ADDRESS has reserved bits set");
+		snap_sec_fail(s);
+		return -EINVAL;
+	}
+	snap = malloc(sizeof(*snap));
+	if (!snap) {
+		snap_sec_fail(s);
+		return -ENOMEM;
+	}
+	/* The bridge's part is a pci_dev_save of its own version. */
+	bridge = *s;
+	bridge.version = PCI_SNAP_VERSION;
+	e = pci_dev_load_check(&h->bridge, &bridge, snap);
+	s->off = bridge.off;
+	s->err = bridge.err;
+	if (e == 0) {
+		pci_dev_load_apply(&h->bridge, snap);
+		pthread_mutex_lock(&h->lock);
+		h->conf_addr = conf_addr;
+		pthread_mutex_unlock(&h->lock);
+	}
+	free(snap);
+	return e;
 }
 
 const struct bus_dev_ops pci_conf_addr_ops = { .read = pci_conf_addr_read, .write = pci_conf_addr_write };

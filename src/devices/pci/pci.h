@@ -45,7 +45,12 @@
 #define PCI_BAR_MEM64    0x4
 #define PCI_BAR_PREFETCH 0x8
 
+#define PCI_SNAP_VERSION      1   /* pci_dev_save: one function's config space */
+#define PCI_HOST_SNAP_VERSION 1   /* pci_host_save: CONFIG_ADDRESS and the host bridge */
+
 struct pci_dev;
+struct snap_writer;
+struct snap_sec;
 
 struct pci_bar {
 	uint64_t size;              /* 0: unused; power of two */
@@ -109,6 +114,45 @@ uint32_t pci_host_cfg_read(struct pci_host *h, unsigned bus, unsigned slot, unsi
 			   unsigned off, unsigned size);
 void pci_host_cfg_write(struct pci_host *h, unsigned bus, unsigned slot, unsigned fn,
 			unsigned off, unsigned size, uint32_t value);
+
+/*
+ * Snapshot of one function: its whole config space (PCI_CFG_SIZE bytes).
+ * wmask, BAR sizes/ops and the capability layout are not state: the
+ * restoring process builds the same device, and load insists that every
+ * bit the guest cannot write (wmask 0: ids, class, header type, BAR type
+ * bits, capability ids and chain, ...) equals the constructed device's,
+ * else it refuses with a one-line error ("PCI 00:03.0 (e1000): device
+ * 8086:100e, snapshot has 1af4:1042").
+ *
+ * pci_dev_load = pci_dev_load_check + pci_dev_load_apply. Apply copies the
+ * config space in and re-decodes the BARs against the restored COMMAND
+ * register and BAR addresses, exactly as a guest config write would: a BAR
+ * mapped elsewhere is unmapped (ops->bar_remap(d, i, old, false)); an
+ * enabled BAR with a non-zero address is registered on the PIO/MMIO bus
+ * and ops->bar_remap(d, i, addr, true) runs (under the host lock, as for a
+ * config write). ops->cfg_write is NOT called: a device that caches config
+ * state (MSI/MSI-X enable, bus master) re-derives it in its own load, which
+ * must therefore run after pci_dev_load. A device not yet on a host only
+ * gets its cfg[] copied. Meant for a freshly built machine with nothing
+ * mapped yet; a BAR whose address is still taken by another range stays
+ * unmapped (logged), as it would on the running machine.
+ */
+struct pci_dev_snap {
+	uint8_t cfg[PCI_CFG_SIZE];
+};
+
+void pci_dev_save(const struct pci_dev *d, struct snap_writer *w);
+int pci_dev_load(struct pci_dev *d, struct snap_sec *s);
+/* Read and check only (d unchanged); 0 or -EINVAL with s->err set. */
+int pci_dev_load_check(const struct pci_dev *d, struct snap_sec *s, struct pci_dev_snap *out);
+void pci_dev_load_apply(struct pci_dev *d, const struct pci_dev_snap *snap);
+
+/*
+ * The host's own state: CONFIG_ADDRESS (0xCF8) and the host bridge's config
+ * space. Devices in the slots are saved by their own functions.
+ */
+void pci_host_save(const struct pci_host *h, struct snap_writer *w);
+int pci_host_load(struct pci_host *h, struct snap_sec *s);
 
 extern const struct bus_dev_ops pci_conf_addr_ops;  /* 0xCF8..0xCFB */
 extern const struct bus_dev_ops pci_conf_data_ops;  /* 0xCFC..0xCFF */

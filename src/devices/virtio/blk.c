@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "snapshot/snap.h"
 #include "util/log.h"
 
 /* Feature bits (5.2.3). */
@@ -834,6 +835,81 @@ static void blk_reset(struct virtio_dev *d)
 	pthread_mutex_unlock(&b->lock);
 }
 
+/*
+ * Pause (I/O thread stopped): let every request in flight finish into the
+ * used ring as usual, so the guest gets its completions and no backend
+ * operation is left reading into guest memory. Queues cut short by their
+ * budget stay marked; the wakeup brings the I/O thread back to them when
+ * it restarts.
+ */
+static void blk_pause_quiesce(struct virtio_dev *d)
+{
+	struct virtio_blk *b = d->priv;
+	struct blk_deferred df;
+	bool more = false;
+
+	pthread_mutex_lock(&b->lock);
+	block_drain(b->be);
+	for (unsigned i = 0; i < b->num_queues; i++) {
+		if (b->queues[i].n_inflight)
+			log_err("virtio-blk", "%s: queue %u: %u requests still in flight after drain",
+				b->path, i, b->queues[i].n_inflight);
+		more |= b->queues[i].resched;
+	}
+	if (more)
+		block_wakeup(b->be);
+	blk_collect(b, &df);
+	pthread_mutex_unlock(&b->lock);
+	blk_deliver(b, &df);
+}
+
+/*
+ * Snapshot: nothing is in flight after a pause, so the device's own state
+ * is what the guest saw at setup: capacity, read-only, queues. They are
+ * saved to refuse an image that does not match (a restore reopens the
+ * image from the same --disk specification).
+ */
+static void blk_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	struct virtio_blk *b = d->priv;
+
+	snap_put_u32(w, BLK_SNAP_VERSION);
+	snap_put_u64(w, b->capacity);
+	snap_put_bool(w, b->read_only);
+	snap_put_u32(w, b->num_queues);
+	snap_put_u16(w, b->queue_size);
+}
+
+static int blk_load(struct virtio_dev *d, struct snap_sec *s, bool apply, char *err, size_t errlen)
+{
+	struct virtio_blk *b = d->priv;
+	uint32_t version = snap_get_u32(s);
+	uint64_t capacity = snap_get_u64(s);
+	bool ro = snap_get_bool(s);
+	uint32_t nq = snap_get_u32(s);
+	uint16_t qsize = snap_get_u16(s);
+
+	(void)apply;   /* nothing to take over: the image and the rings carry the state */
+	if (s->err)
+		snprintf(err, errlen, "disk %s: state is truncated", b->path);
+	else if (version != BLK_SNAP_VERSION)
+		snprintf(err, errlen, "disk %s: state has layout version %u, this kestrel reads %u", b->path,
+			 version, BLK_SNAP_VERSION);
+	else if (capacity != b->capacity)
+		snprintf(err, errlen, "disk %s: image is %llu sectors, snapshot had %llu", b->path,
+			 (unsigned long long)b->capacity, (unsigned long long)capacity);
+	else if (ro != b->read_only)
+		snprintf(err, errlen, "disk %s: snapshot had it %s, now it is %s", b->path,
+			 ro ? "read-only" : "read-write", b->read_only ? "read-only" : "read-write");
+	else if (nq != b->num_queues || qsize != b->queue_size)
+		snprintf(err, errlen, "disk %s: snapshot had %u queues of %u, now %u of %u", b->path, nq,
+			 qsize, b->num_queues, b->queue_size);
+	else
+		return 0;
+	snap_sec_fail(s);
+	return -EINVAL;
+}
+
 static const struct virtio_dev_ops blk_ops = {
 	.features = blk_features,
 	.config_read = blk_config_read,
@@ -841,6 +917,9 @@ static const struct virtio_dev_ops blk_ops = {
 	.activate = blk_activate,
 	.reset = blk_reset,
 	.queue_notify = blk_queue_notify,
+	.quiesce = blk_pause_quiesce,
+	.save = blk_save,
+	.load = blk_load,
 };
 
 /* ---- life cycle ---- */

@@ -21,6 +21,7 @@
 #define BLK_SERIAL_LEN        20     /* VIRTIO_BLK_T_GET_ID: NUL-padded, no NUL at 20 */
 #define BLK_DEFAULT_QUEUE_SIZE 256
 #define BLK_MAX_QUEUES        16
+#define BLK_SNAP_VERSION      1      /* the device's part of a snapshot (virtio_dev_ops.save) */
 
 struct blk_config {
 	char path[PATH_MAX];

@@ -10,6 +10,7 @@
 #include "virtio/virtio.h"
 
 #define VCON_RX_BUF 4096
+#define VCON_SNAP_VERSION 1     /* the device's part of a snapshot (virtio_dev_ops.save) */
 
 /*
  * virtio-console (Virtio 1.2 section 5.3), one port (hvc0), no multiport.

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "loop/loop.h"
+#include "snapshot/snap.h"
 #include "util/log.h"
 
 #define NET_TAG        "virtio-net"
@@ -821,6 +822,160 @@ static void net_queue_notify(struct virtio_dev *d, unsigned q)
 	net_update_events(n);
 }
 
+/*
+ * Pause (I/O thread stopped). Transmit never holds a chain: a frame the
+ * backend could not take is already a copy in tx_buf, its chain completed.
+ * Receive may hold chains for a frame only partly copied into them: those
+ * are given back (vq_unpop) rather than published with a partial frame, and
+ * the frame, a copy in rx_buf, is delivered again from its start into the
+ * same chains once the I/O thread runs. What they got so far is in buffers
+ * the guest does not read until they are used.
+ */
+static void net_quiesce(struct virtio_dev *d)
+{
+	struct virtio_net *n = net_of(d);
+
+	net_lock(n);
+	if (n->rx_nheld) {
+		vq_unpop(&n->vdev.queues[NET_RX_QUEUE], (uint16_t)n->rx_nheld);
+		n->rx_nheld = 0;
+		n->rx_off = 0;
+		/* No kick will come for chains the driver already offered: look again after the pause. */
+		n->rx_blocked = false;
+		net_schedule(n, NET_WORK_RX | NET_WORK_EVENTS);
+	}
+	net_unlock(n);
+}
+
+/* A frame copy in the snapshot: [virtio_net_hdr][frame], its length first. */
+static void net_save_frame(struct snap_writer *w, bool pending, const uint8_t *buf, size_t len)
+{
+	snap_put_bool(w, pending);
+	if (!pending)
+		return;
+	snap_put_u32(w, (uint32_t)len);
+	snap_put(w, buf, len);
+}
+
+static void net_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	struct virtio_net *n = net_of(d);
+
+	net_lock(n);
+	snap_put_u32(w, NET_SNAP_VERSION);
+	snap_put(w, n->mac, sizeof(n->mac));
+	snap_put_u16(w, n->mtu);
+	net_save_frame(w, n->tx_pending, n->tx_buf, n->tx_pending_len);
+	/* After a pause no receive chain is held (net_quiesce); a frame is then always whole. */
+	net_save_frame(w, n->rx_pending && n->rx_nheld == 0, n->rx_buf, n->rx_len);
+	pthread_mutex_unlock(&n->lock);
+}
+
+/* Read (or, checking, step over) a saved frame of min..NET_BUF_LEN bytes into buf. */
+static int net_load_frame(struct snap_sec *s, bool apply, uint8_t *buf, size_t min, bool *pending, size_t *len)
+{
+	uint32_t l;
+
+	*pending = snap_get_bool(s);
+	*len = 0;
+	if (!*pending)
+		return s->err ? -EINVAL : 0;
+	l = snap_get_u32(s);
+	if (s->err || l < min || l > NET_BUF_LEN || l > s->len - s->off)
+		return -EINVAL;
+	if (!apply) {
+		s->off += l;
+		return 0;
+	}
+	if (snap_get(s, buf, l) < 0)
+		return -EINVAL;
+	*len = l;
+	return 0;
+}
+
+static int net_load(struct virtio_dev *d, struct snap_sec *s, bool apply, char *err, size_t errlen)
+{
+	struct virtio_net *n = net_of(d);
+	uint8_t mac[6];
+	uint32_t version;
+	uint16_t mtu;
+	bool txp, rxp;
+	size_t txl, rxl;
+	int rc;
+
+	version = snap_get_u32(s);
+	snap_get(s, mac, sizeof(mac));
+	mtu = snap_get_u16(s);
+	if (s->err) {
+		snprintf(err, errlen, "virtio-net: state is truncated");
+		goto bad;
+	}
+	if (version != NET_SNAP_VERSION) {
+		snprintf(err, errlen, "virtio-net: state has layout version %u, this kestrel reads %u", version,
+			 NET_SNAP_VERSION);
+		goto bad;
+	}
+	if (memcmp(mac, n->mac, sizeof(mac)) || mtu != n->mtu) {
+		snprintf(err, errlen, "virtio-net: snapshot has MAC %02x:%02x:%02x:%02x:%02x:%02x and MTU %u, "
+			 "this NIC %02x:%02x:%02x:%02x:%02x:%02x and %u", mac[0], mac[1], mac[2], mac[3], mac[4],
+			 mac[5], mtu, n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4], n->mac[5], n->mtu);
+		goto bad;
+	}
+	if (apply)
+		net_lock(n);
+	rc = net_load_frame(s, apply, n->tx_buf, NET_VNET_HDR_LEN, &txp, &txl);
+	if (rc == 0)
+		rc = net_load_frame(s, apply, n->rx_buf, NET_VNET_HDR_LEN + NET_ETH_HLEN, &rxp, &rxl);
+	if (apply) {
+		if (rc == 0) {
+			/* Only whole frames were saved; a checked state cannot fail here. */
+			n->tx_pending = txp;
+			n->tx_pending_len = txl;
+			n->rx_pending = rxp;
+			n->rx_len = rxl;
+			n->rx_off = 0;
+			n->rx_nheld = 0;
+		}
+		pthread_mutex_unlock(&n->lock);
+	}
+	if (rc == 0)
+		return 0;
+	snprintf(err, errlen, "virtio-net: a saved frame is truncated or has a bad length");
+bad:
+	snap_sec_fail(s);
+	return -EINVAL;
+}
+
+/*
+ * Restore with DRIVER_OK (d->lock held, like activate): the negotiated
+ * features and the backend's offloads as activate sets them, but frames
+ * restored by net_load stay; every kind of work is scheduled once, since
+ * no kick will come for what the guest offered before the snapshot.
+ */
+static int net_restore(struct virtio_dev *d)
+{
+	struct virtio_net *n = net_of(d);
+	int rc;
+
+	net_lock(n);
+	n->failed = false;
+	n->fail_pending = false;
+	n->notify = 0;
+	n->rx_blocked = false;
+	n->tx_more = false;
+	n->features = d->driver_features;
+	n->mrg_rxbuf = net_has(n, VIRTIO_NET_F_MRG_RXBUF);
+	rc = net_backend_set_offload(n->be, net_guest_offloads(n));
+	if (rc < 0)
+		log_err(NET_TAG, "%s backend: cannot set offloads: %s", n->be->kind, strerror(-rc));
+	else
+		n->active = true;
+	pthread_mutex_unlock(&n->lock);
+	if (rc == 0 && n->loop)
+		net_schedule(n, NET_WORK_RX | NET_WORK_TX | NET_WORK_EVENTS);
+	return rc;
+}
+
 static const struct virtio_dev_ops net_ops = {
 	.features = net_features,
 	.config_read = net_config_read,
@@ -829,6 +984,10 @@ static const struct virtio_dev_ops net_ops = {
 	.activate = net_activate,
 	.reset = net_reset,
 	.queue_notify = net_queue_notify,
+	.quiesce = net_quiesce,
+	.save = net_save,
+	.load = net_load,
+	.restore = net_restore,
 };
 
 /* ---- public API ---- */

@@ -74,6 +74,7 @@ _Static_assert(sizeof(struct virtio_net_hdr) == NET_VNET_HDR_LEN, "virtio_net_hd
 #define NET_RX_QUEUE 0
 #define NET_TX_QUEUE 1
 #define NET_DEFAULT_QUEUE_SIZE 256
+#define NET_SNAP_VERSION 1       /* the device's part of a snapshot (virtio_dev_ops.save) */
 
 enum net_backend_kind {
 	NET_BACKEND_NONE,

@@ -1,0 +1,783 @@
+/*
+ * The control API server. libmicrohttpd parses HTTP on its own thread (one
+ * internal polling thread for all connections); this file routes each request,
+ * collects its body up to FC_BODY_MAX, and hands it to the VMM thread with
+ * vmm_call(). Everything that reads or changes the configuration or the VM
+ * (api_handle and below) runs there, so requests are serialized and the VM's
+ * state cannot change between a rule's check and the action it guards.
+ *
+ * Status codes: 204 for a PUT/PATCH that worked, 200 with JSON for a GET,
+ * 400 for bad input or an action in the wrong state, 404 for an unknown path,
+ * 405 for a method a known path does not take, 413 for a body over the limit;
+ * every error carries {"fault_message": "..."}.
+ */
+#include "api/api.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <microhttpd.h>
+
+#include "util/log.h"
+#include "vmm.h"
+
+#define API_CONN_MEMORY  (32 * 1024)   /* per connection: headers and read buffer */
+#define API_MAX_CONNS    16
+#define API_CONN_TIMEOUT 30            /* seconds a connection may idle */
+
+struct api {
+	struct vmm *vmm;
+	char *sock_path;
+	char *id;
+	struct MHD_Daemon *daemon;
+
+	/* VMM thread only, from here on. */
+	struct fc_config cfg;
+	struct fc_machine machine;        /* the strings the running VM points to */
+	struct fc_snapshot_load load;     /* the same for a VM loaded from a snapshot */
+	bool loaded;
+};
+
+/* ---- libmicrohttpd, loaded on first use ---- */
+
+/*
+ * Only a process asked to serve the API needs libmicrohttpd (and the TLS
+ * libraries it pulls in), so it is opened then rather than linked: a plain
+ * `kestrel run` starts without it. Written once under pthread_once.
+ */
+static struct {
+	bool ok;
+	char why[200];
+	__typeof__(MHD_start_daemon) *start_daemon;
+	__typeof__(MHD_stop_daemon) *stop_daemon;
+	__typeof__(MHD_create_response_from_buffer) *create_response_from_buffer;
+	__typeof__(MHD_add_response_header) *add_response_header;
+	__typeof__(MHD_queue_response) *queue_response;
+	__typeof__(MHD_destroy_response) *destroy_response;
+	__typeof__(MHD_lookup_connection_value) *lookup_connection_value;
+} mhd;
+static pthread_once_t mhd_once = PTHREAD_ONCE_INIT;
+
+static void api_mhd_load(void)
+{
+	void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+	struct { const char *name; void **slot; } syms[] = {
+		{ "MHD_start_daemon", (void **)&mhd.start_daemon },
+		{ "MHD_stop_daemon", (void **)&mhd.stop_daemon },
+		{ "MHD_create_response_from_buffer", (void **)&mhd.create_response_from_buffer },
+		{ "MHD_add_response_header", (void **)&mhd.add_response_header },
+		{ "MHD_queue_response", (void **)&mhd.queue_response },
+		{ "MHD_destroy_response", (void **)&mhd.destroy_response },
+		{ "MHD_lookup_connection_value", (void **)&mhd.lookup_connection_value },
+	};
+
+	if (!h) {
+		snprintf(mhd.why, sizeof(mhd.why),
+			 "cannot load libmicrohttpd.so.12 (Debian: apt-get install libmicrohttpd12): %s", dlerror());
+		return;
+	}
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		*syms[i].slot = dlsym(h, syms[i].name);
+		if (!*syms[i].slot) {
+			snprintf(mhd.why, sizeof(mhd.why), "libmicrohttpd.so.12 lacks %s", syms[i].name);
+			return;
+		}
+	}
+	/* The handle stays open for the life of the process. */
+	mhd.ok = true;
+}
+
+/* ---- routes ---- */
+
+enum api_route {
+	R_INFO, R_VERSION, R_MACHINE_CONFIG, R_VM_CONFIG, R_BOOT_SOURCE, R_DRIVE, R_NET, R_ACTIONS,
+	R_VM, R_SNAP_CREATE, R_SNAP_LOAD, R_METRICS, R_LOGGER, R_SERIAL, R_ENTROPY,
+};
+
+enum { M_GET = 1, M_PUT = 2, M_PATCH = 4 };
+
+static const struct api_route_def {
+	const char *path;      /* with has_id: the prefix before the id */
+	bool has_id;
+	unsigned methods;
+	const char *allow;     /* the Allow header of a 405 */
+} api_routes[] = {
+	[R_INFO] = { "/", false, M_GET, "GET" },
+	[R_VERSION] = { "/version", false, M_GET, "GET" },
+	[R_MACHINE_CONFIG] = { "/machine-config", false, M_GET | M_PUT | M_PATCH, "GET, PUT, PATCH" },
+	[R_VM_CONFIG] = { "/vm/config", false, M_GET, "GET" },
+	[R_BOOT_SOURCE] = { "/boot-source", false, M_PUT, "PUT" },
+	[R_DRIVE] = { "/drives/", true, M_PUT, "PUT" },
+	[R_NET] = { "/network-interfaces/", true, M_PUT, "PUT" },
+	[R_ACTIONS] = { "/actions", false, M_PUT, "PUT" },
+	[R_VM] = { "/vm", false, M_PATCH, "PATCH" },
+	[R_SNAP_CREATE] = { "/snapshot/create", false, M_PUT, "PUT" },
+	[R_SNAP_LOAD] = { "/snapshot/load", false, M_PUT, "PUT" },
+	[R_METRICS] = { "/metrics", false, M_PUT, "PUT" },
+	[R_LOGGER] = { "/logger", false, M_PUT, "PUT" },
+	[R_SERIAL] = { "/serial", false, M_PUT, "PUT" },
+	[R_ENTROPY] = { "/entropy", false, M_PUT, "PUT" },
+};
+
+#define API_NROUTES (sizeof(api_routes) / sizeof(api_routes[0]))
+
+/* The route for url, and the id after its prefix; -1 when none matches. */
+static int api_route_find(const char *url, const char **id)
+{
+	*id = NULL;
+	for (size_t i = 0; i < API_NROUTES; i++) {
+		const struct api_route_def *r = &api_routes[i];
+		size_t n = strlen(r->path);
+
+		if (!r->has_id) {
+			if (!strcmp(url, r->path))
+				return (int)i;
+		} else if (!strncmp(url, r->path, n) && !strchr(url + n, '/')) {
+			*id = url + n;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+/* ---- one request, on the VMM thread ---- */
+
+struct api_req {
+	struct api *a;
+	enum api_route route;
+	unsigned method;
+	const char *id;
+	const char *body;
+	size_t len;
+	/* out */
+	unsigned status;
+	char *json;            /* a 200's body, malloc'd */
+	char err[512];
+};
+
+static const char *api_state_name(enum vmm_state s)
+{
+	switch (s) {
+	case VMM_NOT_STARTED: return "Not started";
+	case VMM_RUNNING: return "Running";
+	case VMM_PAUSED: return "Paused";
+	case VMM_ENDED: return "Ended";
+	}
+	return "Unknown";
+}
+
+static enum vmm_state api_state(struct api *a)
+{
+	struct vmm_info info;
+
+	vmm_get_info(a->vmm, &info);
+	return info.state;
+}
+
+static int api_fail(struct api_req *r, unsigned status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int api_fail(struct api_req *r, unsigned status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	r->status = status;
+	return -EINVAL;
+}
+
+/* A failure whose reason is already in r->err. */
+static int api_failed(struct api_req *r, unsigned status)
+{
+	r->status = status;
+	return -EINVAL;
+}
+
+/* Boot resources can only be changed before the VM starts (or is loaded). */
+static int api_preboot(struct api_req *r, const char *what)
+{
+	if (api_state(r->a) == VMM_NOT_STARTED && !r->a->loaded)
+		return 0;
+	return api_fail(r, 400, "%s cannot be changed after the VM started", what);
+}
+
+static int api_get(struct api_req *r)
+{
+	struct api *a = r->a;
+	struct vmm_info info;
+	cJSON *o;
+
+	switch (r->route) {
+	case R_INFO:
+		vmm_get_info(a->vmm, &info);
+		o = cJSON_CreateObject();
+		if (o && cJSON_AddStringToObject(o, "id", a->id) &&
+		    cJSON_AddStringToObject(o, "state", api_state_name(info.state)) &&
+		    cJSON_AddStringToObject(o, "vmm_version", KESTREL_VERSION) &&
+		    cJSON_AddStringToObject(o, "app_name", "kestrel"))
+			r->json = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		break;
+	case R_VERSION:
+		o = cJSON_CreateObject();
+		if (o && cJSON_AddStringToObject(o, "firecracker_version", KESTREL_VERSION))
+			r->json = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		break;
+	case R_MACHINE_CONFIG: {
+		/* A VM loaded from a snapshot has the snapshot's size, not the API's. */
+		struct fc_config shown = a->cfg;
+
+		vmm_get_info(a->vmm, &info);
+		if (a->loaded) {
+			shown.vcpus = info.cpus;
+			shown.mem_mib = (unsigned)(info.mem_size >> 20);
+		}
+		r->json = fc_machine_config_to_json(&shown);
+		break;
+	}
+	case R_VM_CONFIG:
+		r->json = fc_config_to_json(&a->cfg);
+		break;
+	default:
+		return api_fail(r, 500, "no GET handler");
+	}
+	if (!r->json)
+		return api_fail(r, 500, "out of memory");
+	r->status = 200;
+	return 0;
+}
+
+static int api_action(struct api_req *r)
+{
+	struct api *a = r->a;
+	enum fc_action act;
+	enum vmm_state s;
+	int e;
+
+	if (fc_parse_action(r->body, r->len, &act, r->err, sizeof(r->err)))
+		return api_failed(r, 400);
+	s = api_state(a);
+	switch (act) {
+	case FC_ACTION_START:
+		if (s != VMM_NOT_STARTED || a->loaded)
+			return api_fail(r, 400, "InstanceStart: the VM was already started%s",
+					a->loaded ? " (loaded from a snapshot)" : "");
+		e = api_vm_start(a->vmm, &a->cfg, &a->machine, r->err, sizeof(r->err));
+		break;
+	case FC_ACTION_CTRL_ALT_DEL:
+		if (s != VMM_RUNNING)
+			return api_fail(r, 400, "SendCtrlAltDel: the VM is not running (it is %s)", api_state_name(s));
+		e = vmm_ctrl_alt_del(a->vmm, r->err, sizeof(r->err));
+		break;
+	case FC_ACTION_FLUSH_METRICS:
+		if (s == VMM_NOT_STARTED && !a->loaded)
+			return api_fail(r, 400, "FlushMetrics: the VM is not started, so there are no metrics yet");
+		e = vmm_flush_metrics(a->vmm, r->err, sizeof(r->err));
+		break;
+	default:
+		e = -EINVAL;
+	}
+	return e ? api_failed(r, 400) : 0;
+}
+
+static int api_vm_state(struct api_req *r)
+{
+	struct api *a = r->a;
+	enum vmm_state s;
+	bool pause;
+	int e;
+
+	if (fc_parse_vm_state(r->body, r->len, &pause, r->err, sizeof(r->err)))
+		return api_failed(r, 400);
+	s = api_state(a);
+	if (s == VMM_NOT_STARTED || s == VMM_ENDED)
+		return api_fail(r, 400, "the VM cannot be %s: it is %s", pause ? "paused" : "resumed",
+				s == VMM_ENDED ? "ending" : "not started (use InstanceStart)");
+	/* Already in the state asked for: nothing to do, as in Firecracker. */
+	if ((pause && s == VMM_PAUSED) || (!pause && s == VMM_RUNNING))
+		return 0;
+	e = pause ? vmm_pause(a->vmm, r->err, sizeof(r->err)) : vmm_resume(a->vmm, r->err, sizeof(r->err));
+	return e ? api_failed(r, 400) : 0;
+}
+
+static int api_snapshot_create(struct api_req *r)
+{
+	struct fc_snapshot_create sc;
+	enum vmm_state s;
+	int e;
+
+	if (fc_parse_snapshot_create(r->body, r->len, &sc, r->err, sizeof(r->err)))
+		return api_failed(r, 400);
+	s = api_state(r->a);
+	if (s != VMM_PAUSED) {
+		fc_snapshot_create_exit(&sc);
+		return api_fail(r, 400, "a snapshot needs a paused VM (it is %s): PATCH /vm {\"state\": \"Paused\"} first",
+				api_state_name(s));
+	}
+	e = vmm_snapshot_create(r->a->vmm, &sc.p, r->err, sizeof(r->err));
+	fc_snapshot_create_exit(&sc);
+	return e ? api_failed(r, 400) : 0;
+}
+
+static int api_snapshot_load(struct api_req *r)
+{
+	struct api *a = r->a;
+	struct fc_snapshot_load sl;
+	int e;
+
+	if (fc_parse_snapshot_load(r->body, r->len, &sl, r->err, sizeof(r->err)))
+		return api_failed(r, 400);
+	if (api_state(a) != VMM_NOT_STARTED || a->loaded)
+		e = api_fail(r, 400, "a snapshot can only be loaded before the VM started");
+	else if (a->cfg.boot_configured)
+		e = api_fail(r, 400, "a snapshot cannot be loaded after boot resources were configured "
+			     "(boot-source, machine-config, drives, network-interfaces, entropy)");
+	else {
+		/* PUT /serial before the load says where the restored VM's console goes. */
+		if (a->cfg.console)
+			vmm_set_console(a->vmm, a->cfg.console);
+		if ((e = vmm_snapshot_load(a->vmm, &sl.p, r->err, sizeof(r->err))))
+			e = api_failed(r, 400);
+	}
+	if (e) {
+		fc_snapshot_load_exit(&sl);
+		return e;
+	}
+	/* The VM may point at these strings (network overrides) for its life. */
+	a->load = sl;
+	a->loaded = true;
+	return 0;
+}
+
+static int api_metrics(struct api_req *r)
+{
+	struct api *a = r->a;
+	struct fc_config scratch;
+	int e;
+
+	/* The vmm keeps the path: it starts the metrics with the VM, or at once
+	 * when the VM runs. As in Firecracker, metrics are configured once. */
+	fc_config_init(&scratch);
+	e = fc_put_metrics(&scratch, r->body, r->len, r->err, sizeof(r->err));
+	if (!e)
+		e = vmm_set_metrics_path(a->vmm, scratch.metrics_path, r->err, sizeof(r->err));
+	if (!e) {
+		free(a->cfg.metrics_path);
+		a->cfg.metrics_path = scratch.metrics_path;
+		scratch.metrics_path = NULL;
+	}
+	fc_config_exit(&scratch);
+	return e ? api_failed(r, e == -ENOMEM ? 500 : 400) : 0;
+}
+
+static int api_put(struct api_req *r)
+{
+	struct api *a = r->a;
+	char *err = r->err;
+	size_t el = sizeof(r->err);
+	int e;
+
+	switch (r->route) {
+	case R_BOOT_SOURCE:
+		e = api_preboot(r, "the boot source") ?: fc_put_boot_source(&a->cfg, r->body, r->len, err, el);
+		break;
+	case R_MACHINE_CONFIG:
+		e = api_preboot(r, "the machine configuration") ?:
+		    fc_put_machine_config(&a->cfg, r->method == M_PATCH, r->body, r->len, err, el);
+		break;
+	case R_DRIVE:
+		e = api_preboot(r, "drives") ?: fc_put_drive(&a->cfg, r->id, r->body, r->len, err, el);
+		break;
+	case R_NET:
+		e = api_preboot(r, "network interfaces") ?: fc_put_net(&a->cfg, r->id, r->body, r->len, err, el);
+		break;
+	case R_SERIAL:
+		e = api_preboot(r, "the serial console") ?: fc_put_serial(&a->cfg, r->body, r->len, err, el);
+		break;
+	case R_ENTROPY:
+		e = api_preboot(r, "the entropy device") ?: fc_put_entropy(&a->cfg, r->body, r->len, err, el);
+		break;
+	case R_LOGGER:
+		e = fc_put_logger(&a->cfg, r->body, r->len, err, el);
+		if (!e && a->cfg.log_level != FC_LOG_UNSET)
+			log_set_level((enum log_level)a->cfg.log_level);
+		break;
+	case R_METRICS:
+		return api_metrics(r);
+	case R_ACTIONS:
+		return api_action(r);
+	case R_VM:
+		return api_vm_state(r);
+	case R_SNAP_CREATE:
+		return api_snapshot_create(r);
+	case R_SNAP_LOAD:
+		return api_snapshot_load(r);
+	default:
+		return api_fail(r, 500, "no handler");
+	}
+	if (e && r->status < 400)
+		r->status = e == -ENOMEM ? 500 : 400;
+	return e;
+}
+
+static int api_handle(struct vmm *v, void *opaque)
+{
+	struct api_req *r = opaque;
+
+	r->status = 204;
+	if (api_state(r->a) == VMM_ENDED && r->method != M_GET)
+		return api_fail(r, 400, "the VM has ended; kestrel is exiting");
+	if (r->method == M_GET)
+		return api_get(r);
+	return api_put(r);
+}
+
+/* ---- HTTP side (libmicrohttpd's thread) ---- */
+
+struct api_conn {
+	char *body;
+	size_t len, cap;
+	bool too_big;
+};
+
+static enum MHD_Result api_reply(struct MHD_Connection *conn, unsigned status, const char *json,
+				 const char *allow)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = mhd.create_response_from_buffer(json ? strlen(json) : 0, (void *)(json ? json : ""),
+					       MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return MHD_NO;
+	if ((json && mhd.add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES) ||
+	    (allow && mhd.add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES)) {
+		mhd.destroy_response(resp);
+		return MHD_NO;
+	}
+	ret = mhd.queue_response(conn, status, resp);
+	mhd.destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result api_reply_error(struct MHD_Connection *conn, unsigned status, const char *msg,
+				       const char *allow)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *s = NULL;
+	enum MHD_Result ret;
+
+	if (o && cJSON_AddStringToObject(o, "fault_message", msg))
+		s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	ret = api_reply(conn, status, s ? s : "{\"fault_message\":\"out of memory\"}", allow);
+	free(s);
+	return ret;
+}
+
+/* The URL as a short printable string for messages. */
+static const char *api_printable(char *buf, size_t len, const char *s)
+{
+	size_t i = 0;
+
+	for (; *s && i + 4 < len; s++)
+		buf[i++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
+	if (*s)
+		memcpy(buf + i, "...", 3), i += 3;
+	buf[i] = '\0';
+	return buf;
+}
+
+static enum MHD_Result api_serve(struct api *a, struct MHD_Connection *conn, const char *url,
+				 const char *method, const struct api_conn *c)
+{
+	struct api_req r = { .a = a, .body = c->body, .len = c->len };
+	const struct api_route_def *def;
+	enum MHD_Result ret;
+	char u[80], msg[160];
+	int route, e;
+
+	route = api_route_find(url, &r.id);
+	if (route < 0) {
+		snprintf(msg, sizeof(msg), "unknown path '%s'", api_printable(u, sizeof(u), url));
+		log_info("api", "%s %s: 404", method, u);
+		return api_reply_error(conn, MHD_HTTP_NOT_FOUND, msg, NULL);
+	}
+	def = &api_routes[route];
+	r.route = (enum api_route)route;
+	r.method = !strcmp(method, "GET") ? M_GET : !strcmp(method, "PUT") ? M_PUT :
+		   !strcmp(method, "PATCH") ? M_PATCH : 0;
+	if (!(def->methods & r.method)) {
+		char m[24];
+
+		snprintf(msg, sizeof(msg), "method %s is not allowed on %s (allowed: %s)",
+			 api_printable(m, sizeof(m), method), api_printable(u, sizeof(u), url), def->allow);
+		log_info("api", "%s: 405", msg);
+		return api_reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, msg, def->allow);
+	}
+	if (def->has_id && !fc_id_valid(r.id)) {
+		snprintf(msg, sizeof(msg), "invalid id '%s' in the path: use 1 to %d letters, digits, '_' or '-'",
+			 api_printable(u, sizeof(u), r.id), FC_ID_MAX);
+		return api_reply_error(conn, MHD_HTTP_BAD_REQUEST, msg, NULL);
+	}
+	e = vmm_call(a->vmm, api_handle, &r);
+	if (e == -ESHUTDOWN)
+		return api_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "kestrel is shutting down", NULL);
+	log_info("api", "%s %s: %u%s%s", method, api_printable(u, sizeof(u), url), r.status,
+		 r.status >= 400 ? ": " : "", r.status >= 400 ? r.err : "");
+	if (r.status >= 400)
+		ret = api_reply_error(conn, r.status, r.err[0] ? r.err : "request failed", NULL);
+	else
+		ret = api_reply(conn, r.status, r.json, NULL);
+	free(r.json);
+	return ret;
+}
+
+/* Append an upload chunk; past FC_BODY_MAX the body is dropped and refused at the end. */
+static void api_body_add(struct api_conn *c, const char *data, size_t n)
+{
+	if (c->too_big)
+		return;
+	if (n > FC_BODY_MAX - c->len) {
+		c->too_big = true;
+		free(c->body);
+		c->body = NULL;
+		c->len = c->cap = 0;
+		return;
+	}
+	if (c->len + n > c->cap) {
+		size_t cap = c->cap ? c->cap : 1024;
+		char *nb;
+
+		while (cap < c->len + n)
+			cap *= 2;
+		if (cap > FC_BODY_MAX)
+			cap = FC_BODY_MAX;
+		nb = realloc(c->body, cap);
+		if (!nb) {
+			c->too_big = true;   /* refused the same way: the client sees 413 */
+			return;
+		}
+		c->body = nb;
+		c->cap = cap;
+	}
+	memcpy(c->body + c->len, data, n);
+	c->len += n;
+}
+
+static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				  const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+	static const char too_big[] = "request body is larger than 65536 bytes";
+	struct api_conn *c = *con_cls;
+
+	_Static_assert(FC_BODY_MAX == 65536, "too_big's text names the limit");
+	if (!c) {
+		const char *cl = mhd.lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			return MHD_NO;
+		*con_cls = c;
+		/* An announced oversized body is refused before it is read. */
+		if (cl && strtoull(cl, NULL, 10) > FC_BODY_MAX)
+			return api_reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, too_big, NULL);
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		api_body_add(c, upload, *upload_size);
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (c->too_big)
+		return api_reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, too_big, NULL);
+	return api_serve(cls, conn, url, method, c);
+}
+
+static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			  enum MHD_RequestTerminationCode toe)
+{
+	struct api_conn *c = *con_cls;
+
+	if (c) {
+		free(c->body);
+		free(c);
+		*con_cls = NULL;
+	}
+}
+
+/* ---- the socket ---- */
+
+static int api_listen(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "--api-sock: '%s' is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		e = -errno;
+		snprintf(err, errlen, "--api-sock: socket: %s", strerror(-e));
+		return e;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "--api-sock: '%s' exists and is not a socket", path);
+			e = -EEXIST;
+			goto err_close;
+		}
+		/* A socket file: stale unless someone still answers on it. */
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			snprintf(err, errlen, "--api-sock: another process is serving on '%s'", path);
+			e = -EADDRINUSE;
+			goto err_close;
+		}
+		close(fd);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || (unlink(path) < 0 && errno != ENOENT)) {
+			e = -errno;
+			snprintf(err, errlen, "--api-sock: cannot replace the stale socket '%s': %s", path, strerror(-e));
+			goto err_close;
+		}
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0 ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+		e = -errno;
+		snprintf(err, errlen, "--api-sock: '%s': %s", path, strerror(-e));
+		goto err_close;
+	}
+	return fd;
+err_close:
+	if (fd >= 0)
+		close(fd);
+	return e;
+}
+
+struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_id, char *err, size_t errlen)
+{
+	sigset_t all, old;
+	struct api *a;
+	int fd;
+
+	pthread_once(&mhd_once, api_mhd_load);
+	if (!mhd.ok) {
+		snprintf(err, errlen, "%s", mhd.why);
+		return NULL;
+	}
+	if (!instance_id)
+		instance_id = API_DEFAULT_ID;
+	if (!fc_id_valid(instance_id)) {
+		snprintf(err, errlen, "--id: '%.64s' is not 1 to %d letters, digits, '_' or '-'", instance_id, FC_ID_MAX);
+		return NULL;
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a || !(a->sock_path = strdup(sock_path)) || !(a->id = strdup(instance_id))) {
+		snprintf(err, errlen, "out of memory");
+		goto err_free;
+	}
+	a->vmm = v;
+	fc_config_init(&a->cfg);
+	fd = api_listen(sock_path, err, errlen);
+	if (fd < 0)
+		goto err_free;
+	/* libmicrohttpd's thread takes no signals: they belong to the VMM thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	a->daemon = mhd.start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL, NULL, api_access, a,
+				     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNS,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONN_TIMEOUT,
+				     MHD_OPTION_NOTIFY_COMPLETED, api_completed, a,
+				     MHD_OPTION_END);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!a->daemon) {
+		snprintf(err, errlen, "--api-sock: libmicrohttpd could not serve on '%s'", sock_path);
+		close(fd);
+		unlink(sock_path);
+		goto err_free;
+	}
+	/* From here libmicrohttpd owns fd and closes it when stopped. */
+	log_info("api", "serving the API on %s", sock_path);
+	return a;
+err_free:
+	if (a) {
+		free(a->sock_path);
+		free(a->id);
+		free(a);
+	}
+	return NULL;
+}
+
+int api_vm_start(struct vmm *v, const struct fc_config *c, struct fc_machine *m, char *err, size_t errlen)
+{
+	int e = fc_machine_build(c, m, err, errlen);
+
+	if (e)
+		return e;
+	if (c->log_level != FC_LOG_UNSET)
+		log_set_level((enum log_level)c->log_level);
+	e = vmm_start(v, &m->cfg, err, errlen);
+	if (e)
+		fc_machine_exit(m);
+	return e;
+}
+
+int api_boot(struct api *a, struct fc_config *c, char *err, size_t errlen)
+{
+	int e;
+
+	fc_config_exit(&a->cfg);
+	a->cfg = *c;
+	fc_config_init(c);
+	/* Tell the vmm too, so a later PUT /metrics is refused as configured twice. */
+	if (a->cfg.metrics_path) {
+		e = vmm_set_metrics_path(a->vmm, a->cfg.metrics_path, err, errlen);
+		if (e)
+			return e;
+	}
+	return api_vm_start(a->vmm, &a->cfg, &a->machine, err, errlen);
+}
+
+void api_stop(struct api *a)
+{
+	if (!a || !a->daemon)
+		return;
+	mhd.stop_daemon(a->daemon);
+	a->daemon = NULL;
+	unlink(a->sock_path);
+}
+
+void api_free(struct api *a)
+{
+	if (!a)
+		return;
+	api_stop(a);
+	fc_config_exit(&a->cfg);
+	fc_machine_exit(&a->machine);
+	fc_snapshot_load_exit(&a->load);
+	free(a->sock_path);
+	free(a->id);
+	free(a);
+}

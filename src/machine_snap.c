@@ -1,0 +1,450 @@
+/*
+ * Snapshots of a whole machine: the state file (machine configuration,
+ * KVM state, every device) and the memory file (guest RAM in memfd order:
+ * RAM below the 32-bit hole, then RAM above 4 GiB).
+ *
+ * Full snapshots write only the RAM pages the guest ever touched (the
+ * memfd's data extents, or the non-zero pages of a restored VM) into a sparse
+ * file, via PATH.tmp and rename. Diff snapshots write the pages dirtied since
+ * the previous snapshot (KVM's dirty log plus the VMM's own device writes) into
+ * the memory file in place: point it at the base snapshot's memory file to
+ * layer the diff onto it, or at a new file to get a sparse diff.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "machine_priv.h"
+#include "snapshot/snap.h"
+#include "util/log.h"
+
+#define MACHINE_SNAP_VERSION 1
+#define PAGE 4096ull
+
+enum { MEM_FULL = 0, MEM_DIFF = 1 };
+
+/* --- configuration ---------------------------------------------------- */
+
+static void machine_config_save(const struct machine_config *c, struct snap_writer *w)
+{
+	snap_begin(w, "machine", MACHINE_SNAP_VERSION);
+	snap_put_u32(w, c->cpus);
+	snap_put_u64(w, c->mem_size);
+	snap_put_bool(w, c->hugepages);
+	snap_put_bool(w, c->rng);
+	snap_put_bool(w, c->virtio_console);
+	snap_put_bool(w, c->transport_mmio);
+	snap_put_str(w, c->kernel);
+	snap_put_str(w, c->cmdline);
+	snap_put_u32(w, c->ndisks);
+	for (unsigned i = 0; i < c->ndisks; i++)
+		snap_put_str(w, c->disks[i]);
+	snap_put_u32(w, c->nnets);
+	for (unsigned i = 0; i < c->nnets; i++) {
+		snap_put_str(w, c->nets[i]);
+		snap_put_str(w, c->net_ids[i]);
+	}
+	snap_end(w);
+}
+
+void machine_config_release(struct machine_config *c)
+{
+	free((char *)c->kernel);
+	free((char *)c->cmdline);
+	for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++)
+		free((char *)c->disks[i]);
+	for (unsigned i = 0; i < MACHINE_MAX_NETS; i++) {
+		free((char *)c->nets[i]);
+		free((char *)c->net_ids[i]);
+	}
+	c->kernel = c->cmdline = NULL;
+	memset(c->disks, 0, sizeof(c->disks));
+	memset(c->nets, 0, sizeof(c->nets));
+	memset(c->net_ids, 0, sizeof(c->net_ids));
+}
+
+static char *snap_dup_str(struct snap_sec *s)
+{
+	char buf[4096];
+	bool null;
+
+	if (snap_get_str(s, buf, sizeof(buf), &null) < 0 || null)
+		return NULL;
+	return strdup(buf);
+}
+
+int machine_config_load(struct machine_config *c, const struct snap_reader *r, char *err, size_t errlen)
+{
+	struct snap_sec s;
+
+	if (snap_find(r, "machine", &s) < 0) {
+		snprintf(err, errlen, "snapshot has no machine section");
+		return -EINVAL;
+	}
+	if (s.version != MACHINE_SNAP_VERSION) {
+		snprintf(err, errlen, "snapshot machine section version %u; this kestrel reads %u", s.version,
+			 MACHINE_SNAP_VERSION);
+		return -EINVAL;
+	}
+	c->cpus = snap_get_u32(&s);
+	c->mem_size = snap_get_u64(&s);
+	c->hugepages = snap_get_bool(&s);
+	c->rng = snap_get_bool(&s);
+	c->virtio_console = snap_get_bool(&s);
+	c->transport_mmio = snap_get_bool(&s);
+	c->kernel = snap_dup_str(&s);
+	c->cmdline = snap_dup_str(&s);
+	c->ndisks = snap_get_u32(&s);
+	if (c->ndisks > MACHINE_MAX_DISKS)
+		snap_sec_fail(&s);
+	for (unsigned i = 0; i < c->ndisks && !s.err; i++)
+		if (!(c->disks[i] = snap_dup_str(&s)))
+			snap_sec_fail(&s);
+	c->nnets = snap_get_u32(&s);
+	if (c->nnets > MACHINE_MAX_NETS)
+		snap_sec_fail(&s);
+	for (unsigned i = 0; i < c->nnets && !s.err; i++) {
+		if (!(c->nets[i] = snap_dup_str(&s)))
+			snap_sec_fail(&s);
+		c->net_ids[i] = snap_dup_str(&s);
+	}
+	if (snap_sec_end(&s) < 0 || c->cpus == 0 || c->cpus > VM_MAX_VCPUS || c->mem_size < MACHINE_MIN_MEM ||
+	    c->mem_size % PAGE) {
+		machine_config_release(c);
+		snprintf(err, errlen, "snapshot machine section is malformed");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --- guest memory ----------------------------------------------------- */
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off)
+{
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	static const uint8_t zero[PAGE];
+
+	return memcmp(p, zero, PAGE) == 0;
+}
+
+/* Write [off, off+len) of RAM, skipping zero pages (they stay holes in a fresh file). */
+static int mem_write_range(int fd, const uint8_t *ram, uint64_t off, uint64_t len, bool skip_zero)
+{
+	uint64_t end = off + len, run = off;
+	int e;
+
+	if (!skip_zero)
+		return pwrite_all(fd, ram + off, len, (off_t)off);
+	while (run < end) {
+		uint64_t a = run, b;
+
+		while (a < end && page_is_zero(ram + a))
+			a += PAGE;
+		b = a;
+		while (b < end && !page_is_zero(ram + b))
+			b += PAGE;
+		if (b > a) {
+			e = pwrite_all(fd, ram + a, b - a, (off_t)a);
+			if (e)
+				return e;
+		}
+		run = b;
+	}
+	return 0;
+}
+
+static int mem_write_full(struct machine *m, int fd)
+{
+	struct guest_mem *gm = &m->vm.gm;
+	const uint8_t *ram = gm->mapping;
+	uint64_t size = gm->ram_size;
+	off_t data, hole;
+	int e;
+
+	if (m->restored) {
+		/* RAM is a private map of another file: every page may matter. */
+		return mem_write_range(fd, ram, 0, size, true);
+	}
+	/* A memfd: only its allocated extents were ever touched. */
+	for (data = 0; (uint64_t)data < size; data = hole) {
+		data = lseek(gm->memfd, data, SEEK_DATA);
+		if (data < 0)
+			return errno == ENXIO ? 0 : mem_write_range(fd, ram, 0, size, true);
+		hole = lseek(gm->memfd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > size)
+			hole = (off_t)size;
+		e = pwrite_all(fd, ram + data, (size_t)(hole - data), data);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+/* Collect the pages dirtied since the last call (and clear the logs). NULL: out of memory. */
+static uint64_t *mem_dirty_collect(struct machine *m, int *errp)
+{
+	struct guest_mem *gm = &m->vm.gm;
+	size_t words = (gm->ram_size / PAGE + 63) / 64;
+	uint64_t *bm = calloc(words ? words : 1, sizeof(uint64_t));
+
+	*errp = 0;
+	if (!bm) {
+		*errp = -ENOMEM;
+		return NULL;
+	}
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		int e = vm_dirty_log_fetch(&m->vm, i, bm + gm->regions[i].fd_offset / PAGE / 64);
+
+		if (e < 0) {
+			free(bm);
+			*errp = e;
+			return NULL;
+		}
+	}
+	if (gm->dirty)
+		for (size_t w = 0; w < words && w < gm->dirty_words; w++)
+			bm[w] |= __atomic_exchange_n(&gm->dirty[w], 0, __ATOMIC_RELAXED);
+	return bm;
+}
+
+static int mem_write_diff(struct machine *m, int fd, const uint64_t *bm, uint64_t *pages)
+{
+	const uint8_t *ram = m->vm.gm.mapping;
+	uint64_t npages = m->vm.gm.ram_size / PAGE;
+	int e;
+
+	*pages = 0;
+	for (uint64_t p = 0; p < npages;) {
+		uint64_t q;
+
+		if (!(bm[p / 64] & (1ull << (p % 64)))) {
+			p++;
+			continue;
+		}
+		for (q = p; q < npages && (bm[q / 64] & (1ull << (q % 64))); q++)
+			;
+		e = pwrite_all(fd, ram + p * PAGE, (q - p) * PAGE, (off_t)(p * PAGE));
+		if (e)
+			return e;
+		*pages += q - p;
+		p = q;
+	}
+	return 0;
+}
+
+static bool same_file(int fd, const char *path)
+{
+	struct stat a, b;
+
+	return fd >= 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+static int machine_write_memory(struct machine *m, bool diff, const char *path, char *err, size_t errlen)
+{
+	char tmp[4096];
+	uint64_t *bm = NULL, pages = 0;
+	int fd, e = 0;
+
+	if (diff) {
+		bm = mem_dirty_collect(m, &e);
+		if (!bm) {
+			snprintf(err, errlen, "reading the dirty page log: %s", strerror(-e));
+			return e;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			e = -errno;
+			snprintf(err, errlen, "memory file %s: %s", path, strerror(-e));
+			free(bm);
+			return e;
+		}
+		if (ftruncate(fd, (off_t)m->vm.gm.ram_size) < 0)
+			e = -errno;
+		e = e ?: mem_write_diff(m, fd, bm, &pages);
+		if (!e && fdatasync(fd) < 0)
+			e = -errno;
+		close(fd);
+		free(bm);
+		if (e)
+			snprintf(err, errlen, "memory file %s: %s", path, strerror(-e));
+		else
+			log_info("snapshot", "diff: %llu dirty pages written", (unsigned long long)pages);
+		return e;
+	}
+	if (m->restored && same_file(m->vm.gm.memfd, path)) {
+		snprintf(err, errlen, "memory file %s is the file this VM's RAM is mapped from; "
+			 "write a full snapshot elsewhere", path);
+		return -EINVAL;
+	}
+	/* A full snapshot resets the dirty logs: the next diff is relative to it. */
+	if (vm_dirty_log_enabled(&m->vm)) {
+		free(mem_dirty_collect(m, &e));
+		if (e) {
+			snprintf(err, errlen, "reading the dirty page log: %s", strerror(-e));
+			return e;
+		}
+	}
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		snprintf(err, errlen, "memory file path too long");
+		return -ENAMETOOLONG;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		e = -errno;
+		snprintf(err, errlen, "memory file %s: %s", tmp, strerror(-e));
+		return e;
+	}
+	if (ftruncate(fd, (off_t)m->vm.gm.ram_size) < 0)
+		e = -errno;
+	e = e ?: mem_write_full(m, fd);
+	if (!e && fdatasync(fd) < 0)
+		e = -errno;
+	close(fd);
+	if (!e && rename(tmp, path) < 0)
+		e = -errno;
+	if (e) {
+		unlink(tmp);
+		snprintf(err, errlen, "memory file %s: %s", path, strerror(-e));
+	}
+	return e;
+}
+
+int machine_track_dirty(struct machine *m, bool on)
+{
+	int e = gm_dirty_track(&m->vm.gm, on);
+
+	return e ?: vm_dirty_log_enable(&m->vm, on);
+}
+
+/* --- the machine ------------------------------------------------------ */
+
+static void machine_save_legacy(struct machine *m, struct snap_writer *w)
+{
+	snap_begin(w, "uart.com1", UART_SNAP_VERSION);
+	uart_save(&m->com1, w);
+	snap_end(w);
+	snap_begin(w, "i8042", I8042_SNAP_VERSION);
+	i8042_save(&m->kbd, w);
+	snap_end(w);
+	snap_begin(w, "rtc", RTC_SNAP_VERSION);
+	rtc_save(&m->rtc, w);
+	snap_end(w);
+	snap_begin(w, "acpi_pm", ACPI_PM_SNAP_VERSION);
+	acpi_pm_save(&m->pm, w);
+	snap_end(w);
+	snap_begin(w, "pci.host", PCI_HOST_SNAP_VERSION);
+	pci_host_save(&m->pci, w);
+	snap_end(w);
+}
+
+int machine_snapshot(struct machine *m, bool diff, const char *state_path, const char *mem_path,
+		     char *err, size_t errlen)
+{
+	struct snap_writer w;
+	int e;
+
+	if (!m->paused && m->started) {
+		snprintf(err, errlen, "the VM must be paused");
+		return -EBUSY;
+	}
+	if (diff && !vm_dirty_log_enabled(&m->vm)) {
+		snprintf(err, errlen, "diff snapshots need dirty page tracking (track_dirty_pages)");
+		return -EINVAL;
+	}
+	snap_writer_init(&w);
+	machine_config_save(&m->cfg, &w);
+	snap_begin(&w, "memory", 1);
+	snap_put_u64(&w, m->vm.gm.ram_size);
+	snap_put_u32(&w, diff ? MEM_DIFF : MEM_FULL);
+	snap_end(&w);
+	e = vm_save_state(&m->vm, &w, err, errlen);
+	if (e < 0)
+		goto out;
+	machine_save_legacy(m, &w);
+	machine_virtio_save(m, &w);
+	/* Memory first: a state file without its memory must not appear. */
+	e = machine_write_memory(m, diff, mem_path, err, errlen);
+	if (e < 0)
+		goto out;
+	e = snap_writer_save(&w, state_path, err, errlen);
+out:
+	snap_writer_free(&w);
+	return e;
+}
+
+/* Find a section, check its version, load it with fn, check it was consumed exactly. */
+#define MACHINE_LOAD_SEC(r, name, ver, fn, dev, err, errlen)                                        \
+	({                                                                                           \
+		struct snap_sec _s;                                                                  \
+		int _e = snap_find(r, name, &_s);                                                    \
+		if (_e < 0)                                                                          \
+			snprintf(err, errlen, "snapshot has no '%s' section", name);                \
+		else if (_s.version != (ver)) {                                              \
+			snprintf(err, errlen, "snapshot section '%s' has version %u; this kestrel reads %u", \
+				 name, _s.version, (unsigned)(ver));                                \
+			_e = -EINVAL;                                                                \
+		} else if ((_e = fn(dev, &_s)) < 0 || (_e = snap_sec_end(&_s)) < 0) {                \
+			snprintf(err, errlen, "snapshot section '%s' is invalid for this machine", name); \
+			_e = -EINVAL;                                                                \
+		}                                                                                    \
+		_e;                                                                                  \
+	})
+
+int machine_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen)
+{
+	struct snap_sec s;
+	uint64_t ram;
+	int e;
+
+	if (snap_find(r, "memory", &s) < 0) {
+		snprintf(err, errlen, "snapshot has no memory section");
+		return -EINVAL;
+	}
+	ram = snap_get_u64(&s);
+	(void)snap_get_u32(&s);
+	if (snap_sec_end(&s) < 0 || ram != m->vm.gm.ram_size) {
+		snprintf(err, errlen, "snapshot memory section does not match the machine");
+		return -EINVAL;
+	}
+	m->restored = true;
+	e = MACHINE_LOAD_SEC(r, "uart.com1", UART_SNAP_VERSION, uart_load, &m->com1, err, errlen);
+	if (e < 0)
+		return e;
+	e = MACHINE_LOAD_SEC(r, "i8042", I8042_SNAP_VERSION, i8042_load, &m->kbd, err, errlen);
+	if (e < 0)
+		return e;
+	e = MACHINE_LOAD_SEC(r, "rtc", RTC_SNAP_VERSION, rtc_load, &m->rtc, err, errlen);
+	if (e < 0)
+		return e;
+	e = MACHINE_LOAD_SEC(r, "acpi_pm", ACPI_PM_SNAP_VERSION, acpi_pm_load, &m->pm, err, errlen);
+	if (e < 0)
+		return e;
+	e = MACHINE_LOAD_SEC(r, "pci.host", PCI_HOST_SNAP_VERSION, pci_host_load, &m->pci, err, errlen);
+	if (e < 0)
+		return e;
+	e = machine_virtio_load(m, r, err, errlen);
+	if (e < 0)
+		return e;
+	return vm_load_state(&m->vm, r, err, errlen);
+}

@@ -1,0 +1,489 @@
+/*
+ * The VMM process: one main loop that owns the machine. Control requests
+ * arrive from other threads (the API server) through vmm_call(), which
+ * queues a closure, wakes the loop with an eventfd and waits for the result,
+ * so the machine is only ever touched from the main thread.
+ */
+#include "vmm.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loop/loop.h"
+#include "machine_priv.h"
+#include "snapshot/snap.h"
+#include "util/log.h"
+
+struct vmm_req {
+	int (*fn)(struct vmm *v, void *opaque);
+	void *opaque;
+	int result;
+	bool done;
+	struct vmm_req *next;
+};
+
+struct vmm {
+	struct loop *loop;
+	int sigfd, callfd;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct vmm_req *head, **tail;
+	bool exiting;
+
+	struct machine *m;
+	enum vmm_state state;
+	int status;
+	char *console;
+	char *metrics_path;
+	struct machine_config restored_cfg;   /* owns its strings after a snapshot load */
+	bool have_restored_cfg;
+	bool loaded;
+};
+
+static void vmm_run_calls(void *opaque, uint32_t events)
+{
+	struct vmm *v = opaque;
+	uint64_t n;
+
+	if (read(v->callfd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return;
+	for (;;) {
+		struct vmm_req *r;
+
+		pthread_mutex_lock(&v->lock);
+		r = v->head;
+		if (r) {
+			v->head = r->next;
+			if (!v->head)
+				v->tail = &v->head;
+		}
+		pthread_mutex_unlock(&v->lock);
+		if (!r)
+			break;
+		r->result = r->fn(v, r->opaque);
+		pthread_mutex_lock(&v->lock);
+		r->done = true;
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+	}
+}
+
+static void vmm_signal_cb(void *opaque, uint32_t events)
+{
+	struct vmm *v = opaque;
+	struct signalfd_siginfo si;
+
+	if (read(v->sigfd, &si, sizeof(si)) != sizeof(si))
+		return;
+	log_info("main", "signal %u: stopping", si.ssi_signo);
+	if (v->m && machine_started(v->m)) {
+		machine_request_stop(v->m, 128 + (int)si.ssi_signo);
+	} else {
+		v->status = 128 + (int)si.ssi_signo;
+		loop_stop(v->loop);
+	}
+}
+
+static void vmm_stop_cb(void *opaque, uint32_t events)
+{
+	struct vmm *v = opaque;
+
+	loop_stop(v->loop);
+}
+
+struct vmm *vmm_new(void)
+{
+	struct vmm *v = calloc(1, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	v->sigfd = v->callfd = -1;
+	v->tail = &v->head;
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->cond, NULL);
+	v->loop = loop_new();
+	v->console = strdup("stdio");
+	v->sigfd = machine_signalfd();
+	v->callfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!v->loop || !v->console || v->sigfd < 0 || v->callfd < 0 ||
+	    loop_add(v->loop, v->sigfd, EPOLLIN, vmm_signal_cb, v) < 0 ||
+	    loop_add(v->loop, v->callfd, EPOLLIN, vmm_run_calls, v) < 0) {
+		vmm_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+static void vmm_drop_machine(struct vmm *v)
+{
+	if (!v->m)
+		return;
+	loop_del(v->loop, machine_stop_fd(v->m));
+	machine_free(v->m);
+	v->m = NULL;
+}
+
+void vmm_free(struct vmm *v)
+{
+	if (!v)
+		return;
+	vmm_drop_machine(v);
+	if (v->have_restored_cfg)
+		machine_config_release(&v->restored_cfg);
+	if (v->loop) {
+		if (v->sigfd >= 0)
+			loop_del(v->loop, v->sigfd);
+		if (v->callfd >= 0)
+			loop_del(v->loop, v->callfd);
+		loop_free(v->loop);
+	}
+	if (v->sigfd >= 0)
+		close(v->sigfd);
+	if (v->callfd >= 0)
+		close(v->callfd);
+	free(v->console);
+	free(v->metrics_path);
+	free(v);
+}
+
+struct loop *vmm_loop(struct vmm *v)
+{
+	return v->loop;
+}
+
+void vmm_set_console(struct vmm *v, const char *spec)
+{
+	char *c = strdup(spec);
+
+	if (c) {
+		free(v->console);
+		v->console = c;
+	}
+}
+
+int vmm_call(struct vmm *v, int (*fn)(struct vmm *v, void *opaque), void *opaque)
+{
+	struct vmm_req r = { .fn = fn, .opaque = opaque };
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->exiting) {
+		pthread_mutex_unlock(&v->lock);
+		return -ESHUTDOWN;
+	}
+	*v->tail = &r;
+	v->tail = &r.next;
+	pthread_mutex_unlock(&v->lock);
+	if (write(v->callfd, &one, sizeof(one)) < 0)
+		log_warn("main", "waking the main loop: %s", strerror(errno));
+	pthread_mutex_lock(&v->lock);
+	while (!r.done)
+		pthread_cond_wait(&v->cond, &v->lock);
+	pthread_mutex_unlock(&v->lock);
+	return r.result;
+}
+
+static int vmm_attach(struct vmm *v, struct machine *m, char *err, size_t errlen)
+{
+	int e = loop_add(v->loop, machine_stop_fd(m), EPOLLIN, vmm_stop_cb, v);
+
+	if (e < 0) {
+		snprintf(err, errlen, "event loop: %s", strerror(-e));
+		return e;
+	}
+	v->m = m;
+	return 0;
+}
+
+int vmm_start(struct vmm *v, const struct machine_config *cfg, char *err, size_t errlen)
+{
+	struct machine *m;
+	int e;
+
+	if (v->state != VMM_NOT_STARTED || v->m) {
+		snprintf(err, errlen, "the VM was already started");
+		return -EEXIST;
+	}
+	m = machine_new(cfg, v->loop, NULL, err, errlen);
+	if (!m)
+		return -EINVAL;
+	e = vmm_attach(v, m, err, errlen);
+	if (e < 0) {
+		machine_free(m);
+		return e;
+	}
+	if (v->metrics_path && !cfg->metrics_path && machine_set_metrics(m, v->metrics_path, err, errlen) < 0) {
+		vmm_drop_machine(v);
+		return -EINVAL;
+	}
+	e = machine_start(m, err, errlen);
+	if (e < 0) {
+		/* vCPUs may have started: stop them before freeing. */
+		machine_request_stop(m, 1);
+		machine_finish(m);
+		vmm_drop_machine(v);
+		return e;
+	}
+	v->state = VMM_RUNNING;
+	return 0;
+}
+
+int vmm_pause(struct vmm *v, char *err, size_t errlen)
+{
+	if (v->state == VMM_NOT_STARTED || !v->m) {
+		snprintf(err, errlen, "the VM is not started");
+		return -EINVAL;
+	}
+	if (v->state == VMM_PAUSED)
+		return 0;
+	machine_pause(v->m);
+	v->state = VMM_PAUSED;
+	return 0;
+}
+
+int vmm_resume(struct vmm *v, char *err, size_t errlen)
+{
+	int e;
+
+	if (v->state == VMM_NOT_STARTED || !v->m) {
+		snprintf(err, errlen, "the VM is not started");
+		return -EINVAL;
+	}
+	if (v->state == VMM_RUNNING)
+		return 0;
+	e = machine_resume(v->m, err, errlen);
+	if (e < 0)
+		return e;
+	v->state = VMM_RUNNING;
+	return 0;
+}
+
+int vmm_snapshot_create(struct vmm *v, const struct vmm_snapshot_params *p, char *err, size_t errlen)
+{
+	struct timespec t0, t1;
+	int e;
+
+	if (v->state != VMM_PAUSED || !v->m) {
+		snprintf(err, errlen, "the VM must be paused to take a snapshot (PATCH /vm {\"state\": \"Paused\"})");
+		return -EINVAL;
+	}
+	if (!p->state_path || !*p->state_path || !p->mem_path || !*p->mem_path) {
+		snprintf(err, errlen, "snapshot_path and mem_file_path are required");
+		return -EINVAL;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	e = machine_snapshot(v->m, p->type == VMM_SNAPSHOT_DIFF, p->state_path, p->mem_path, err, errlen);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (!e)
+		log_info("snapshot", "%s snapshot written in %.3f ms",
+			 p->type == VMM_SNAPSHOT_DIFF ? "diff" : "full",
+			 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	return e;
+}
+
+/* network_overrides: give NIC `id` the TAP device `tap`, keeping its other options. */
+static int vmm_override_net(struct machine_config *c, const char *id, const char *tap, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < c->nnets; i++) {
+		char autoid[16], *spec;
+		const char *rest;
+
+		snprintf(autoid, sizeof(autoid), "eth%u", i);
+		if (strcmp(c->net_ids[i] ? c->net_ids[i] : autoid, id) != 0)
+			continue;
+		if (strncmp(c->nets[i], "tap=", 4) != 0) {
+			snprintf(err, errlen, "network override for %s: the interface is not a TAP device", id);
+			return -EINVAL;
+		}
+		if (!*tap || strchr(tap, ',') || strlen(tap) >= 16) {
+			snprintf(err, errlen, "network override for %s: bad host_dev_name '%s'", id, tap);
+			return -EINVAL;
+		}
+		rest = strchr(c->nets[i], ',');
+		if (asprintf(&spec, "tap=%s%s", tap, rest ? rest : "") < 0)
+			return -ENOMEM;
+		free((char *)c->nets[i]);
+		c->nets[i] = spec;
+		return 0;
+	}
+	snprintf(err, errlen, "network override for unknown interface '%s'", id);
+	return -EINVAL;
+}
+
+int vmm_snapshot_load(struct vmm *v, const struct vmm_load_params *p, char *err, size_t errlen)
+{
+	struct machine_config cfg = { 0 };
+	struct snap_reader r;
+	struct machine *m = NULL;
+	struct timespec t0, t1;
+	int e;
+
+	if (v->state != VMM_NOT_STARTED || v->m || v->loaded) {
+		snprintf(err, errlen, "a snapshot can only be loaded before the VM starts");
+		return -EINVAL;
+	}
+	if (!p->state_path || !*p->state_path || !p->mem_path || !*p->mem_path) {
+		snprintf(err, errlen, "snapshot_path and a memory file are required");
+		return -EINVAL;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	e = snap_reader_open(&r, p->state_path, err, errlen);
+	if (e < 0)
+		return e;
+	e = machine_config_load(&cfg, &r, err, errlen);
+	if (e < 0)
+		goto out_reader;
+	for (unsigned i = 0; i < p->n_net_overrides && !e; i++)
+		e = vmm_override_net(&cfg, p->net_overrides[i].iface_id, p->net_overrides[i].host_dev_name, err,
+				     errlen);
+	if (e < 0)
+		goto out_cfg;
+	cfg.console = v->console;
+	cfg.kvm_path = "/dev/kvm";
+	cfg.metrics_path = v->metrics_path;
+	cfg.metrics_interval = 60;
+	cfg.track_dirty_pages = p->track_dirty_pages;
+	m = machine_new(&cfg, v->loop, p->mem_path, err, errlen);
+	if (!m) {
+		e = -EINVAL;
+		goto out_cfg;
+	}
+	e = machine_load(m, &r, err, errlen);
+	if (e < 0)
+		goto out_machine;
+	e = vmm_attach(v, m, err, errlen);
+	if (e < 0)
+		goto out_machine;
+	v->restored_cfg = cfg;
+	v->have_restored_cfg = true;
+	v->loaded = true;
+	/* The machine keeps a copy of cfg; its strings now belong to v->restored_cfg. */
+	if (p->resume) {
+		e = machine_start(m, err, errlen);
+		if (e < 0) {
+			machine_request_stop(m, 1);
+			machine_finish(m);
+			vmm_drop_machine(v);
+			machine_config_release(&v->restored_cfg);
+			v->have_restored_cfg = false;
+			v->loaded = false;
+			goto out_reader;
+		}
+		v->state = VMM_RUNNING;
+	} else {
+		v->state = VMM_PAUSED;   /* vCPUs start on the first resume */
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	log_info("snapshot", "restored in %.3f ms",
+		 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	snap_reader_free(&r);
+	return 0;
+
+out_machine:
+	machine_free(m);
+out_cfg:
+	machine_config_release(&cfg);
+out_reader:
+	snap_reader_free(&r);
+	return e;
+}
+
+int vmm_ctrl_alt_del(struct vmm *v, char *err, size_t errlen)
+{
+	if (v->state != VMM_RUNNING || !v->m) {
+		snprintf(err, errlen, "the VM is not running");
+		return -EINVAL;
+	}
+	if (machine_ctrl_alt_del(v->m) < 0) {
+		snprintf(err, errlen, "the keyboard controller's buffer is full");
+		return -ENOBUFS;
+	}
+	return 0;
+}
+
+int vmm_flush_metrics(struct vmm *v, char *err, size_t errlen)
+{
+	if (!v->m) {
+		snprintf(err, errlen, "the VM is not started");
+		return -EINVAL;
+	}
+	return machine_flush_metrics(v->m, err, errlen);
+}
+
+int vmm_set_metrics_path(struct vmm *v, const char *path, char *err, size_t errlen)
+{
+	char *c;
+
+	if (v->metrics_path) {
+		snprintf(err, errlen, "metrics are already configured");
+		return -EINVAL;
+	}
+	c = strdup(path);
+	if (!c)
+		return -ENOMEM;
+	if (v->m) {
+		int e = machine_set_metrics(v->m, path, err, errlen);
+
+		if (e < 0) {
+			free(c);
+			return e;
+		}
+	}
+	v->metrics_path = c;
+	return 0;
+}
+
+void vmm_get_info(struct vmm *v, struct vmm_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->state = v->state;
+	if (v->m) {
+		out->cpus = v->m->cfg.cpus;
+		out->mem_size = v->m->cfg.mem_size;
+	}
+}
+
+int vmm_run(struct vmm *v)
+{
+	int status;
+
+	loop_run(v->loop);
+	pthread_mutex_lock(&v->lock);
+	v->exiting = true;
+	pthread_mutex_unlock(&v->lock);
+	/* Requests that raced with the end get -ESHUTDOWN. */
+	for (;;) {
+		struct vmm_req *r;
+
+		pthread_mutex_lock(&v->lock);
+		r = v->head;
+		if (r) {
+			v->head = r->next;
+			if (!v->head)
+				v->tail = &v->head;
+			r->result = -ESHUTDOWN;
+			r->done = true;
+			pthread_cond_broadcast(&v->cond);
+		}
+		pthread_mutex_unlock(&v->lock);
+		if (!r)
+			break;
+	}
+	status = v->status;
+	if (v->m) {
+		if (!machine_started(v->m))
+			machine_request_stop(v->m, status);
+		status = machine_started(v->m) ? machine_finish(v->m) : status;
+		v->state = VMM_ENDED;
+		vmm_drop_machine(v);
+	}
+	return status;
+}

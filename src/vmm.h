@@ -1,0 +1,98 @@
+/*
+ * The VMM process around one machine: the main thread's event loop, the
+ * machine's life cycle (not started → running ⇄ paused → ended) and the
+ * control operations the API and the command line ask for.
+ *
+ * Threading: every vmm_* function below runs on the VMM (main) thread only.
+ * The API server's request threads post work there with vmm_call(), which
+ * runs a function on the main loop and waits for it.
+ */
+#ifndef KESTREL_VMM_H
+#define KESTREL_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "machine.h"
+
+struct vmm;
+struct loop;
+
+enum vmm_state {
+	VMM_NOT_STARTED = 0,
+	VMM_RUNNING,
+	VMM_PAUSED,
+	VMM_ENDED,           /* the guest powered off / reset; the process is about to exit */
+};
+
+enum vmm_snapshot_type {
+	VMM_SNAPSHOT_FULL = 0,
+	VMM_SNAPSHOT_DIFF,   /* only pages dirtied since the last snapshot (needs track_dirty_pages) */
+};
+
+struct vmm_snapshot_params {
+	enum vmm_snapshot_type type;
+	const char *state_path;   /* snapshot_path: vCPU, irqchip and device state */
+	const char *mem_path;     /* mem_file_path: guest RAM */
+};
+
+#define VMM_MAX_NET_OVERRIDES 4
+
+struct vmm_load_params {
+	const char *state_path;
+	const char *mem_path;     /* mem_backend.backend_path (backend_type File) or mem_file_path */
+	bool resume;              /* resume_vm */
+	bool track_dirty_pages;   /* enable_diff_snapshots / track_dirty_pages */
+	/* network_overrides: the NIC with this id (the index in the --net / API order, as
+	 * the string the API used: e.g. "eth0") gets a different host TAP device. */
+	struct {
+		const char *iface_id;
+		const char *host_dev_name;
+	} net_overrides[VMM_MAX_NET_OVERRIDES];
+	unsigned n_net_overrides;
+};
+
+struct vmm_info {
+	enum vmm_state state;
+	unsigned cpus;
+	uint64_t mem_size;
+};
+
+/* The process-wide controller; one per process. NULL on out of memory. */
+struct vmm *vmm_new(void);
+void vmm_free(struct vmm *v);
+struct loop *vmm_loop(struct vmm *v);
+/* Where the console of a VM restored by vmm_snapshot_load goes (chardev spec; default stdio). */
+void vmm_set_console(struct vmm *v, const char *spec);
+
+/*
+ * Run `fn(opaque)` on the VMM thread and wait for it to return (any thread but
+ * the VMM thread). Returns fn's result, or -ESHUTDOWN once the VMM is exiting.
+ */
+int vmm_call(struct vmm *v, int (*fn)(struct vmm *v, void *opaque), void *opaque);
+
+/* Build and boot the machine (InstanceStart). `cfg` and its strings must stay valid
+ * for the life of the VM. 0, or -errno with a one-line reason in err. */
+int vmm_start(struct vmm *v, const struct machine_config *cfg, char *err, size_t errlen);
+int vmm_pause(struct vmm *v, char *err, size_t errlen);
+int vmm_resume(struct vmm *v, char *err, size_t errlen);
+/* The VM must be paused (as in Firecracker). */
+int vmm_snapshot_create(struct vmm *v, const struct vmm_snapshot_params *p, char *err, size_t errlen);
+/* Only before the VM started; on failure nothing is left half-loaded (still not started). */
+int vmm_snapshot_load(struct vmm *v, const struct vmm_load_params *p, char *err, size_t errlen);
+/* SendCtrlAltDel: the i8042 reports Ctrl+Alt+Del to the guest. */
+int vmm_ctrl_alt_del(struct vmm *v, char *err, size_t errlen);
+/* FlushMetrics: write one metrics line now (needs a metrics path). */
+int vmm_flush_metrics(struct vmm *v, char *err, size_t errlen);
+/* PUT /metrics: where metrics go; before or after start. */
+int vmm_set_metrics_path(struct vmm *v, const char *path, char *err, size_t errlen);
+void vmm_get_info(struct vmm *v, struct vmm_info *out);
+
+/*
+ * Run the main loop until the VM ends (then returns its exit status) or the
+ * process gets SIGINT/SIGTERM (128+N). Without a VM it waits for the API.
+ */
+int vmm_run(struct vmm *v);
+
+#endif

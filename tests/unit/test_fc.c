@@ -1,0 +1,680 @@
+/*
+ * Firecracker JSON → kestrel config (src/api/fc.c): Firecracker's
+ * getting-started bodies, the config-file layout, and every kind of bad
+ * input, each of which must leave the config as it was.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "api/fc.h"
+#include "util/log.h"
+
+struct files {
+	char dir[64];
+	char kernel[96];
+	char rootfs[96];
+	char data[96];
+};
+
+static struct files F;
+
+static void touch(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs("x", f);
+	fclose(f);
+}
+
+static int setup(void **state)
+{
+	snprintf(F.dir, sizeof(F.dir), "/tmp/kestrel-test-fc-XXXXXX");
+	if (!mkdtemp(F.dir))
+		return -1;
+	snprintf(F.kernel, sizeof(F.kernel), "%s/vmlinux", F.dir);
+	snprintf(F.rootfs, sizeof(F.rootfs), "%s/rootfs.ext4", F.dir);
+	snprintf(F.data, sizeof(F.data), "%s/data.img", F.dir);
+	touch(F.kernel);
+	touch(F.rootfs);
+	touch(F.data);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	unlink(F.kernel);
+	unlink(F.rootfs);
+	unlink(F.data);
+	rmdir(F.dir);
+	return 0;
+}
+
+/* printf into a static buffer: the request bodies below need the temp paths. */
+static const char *J(const char *fmt, ...)
+{
+	static char buf[4][2048];
+	static int n;
+	char *b = buf[n++ % 4];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(b, sizeof(buf[0]), fmt, ap);
+	va_end(ap);
+	return b;
+}
+
+#define PUT(fn, c, body, ...) fn(c, ##__VA_ARGS__, body, strlen(body), err, sizeof(err))
+
+/* Expect a 400-style failure whose message contains `want`. */
+#define assert_fails(expr, want)                                                  \
+	do {                                                                      \
+		err[0] = '\0';                                                    \
+		assert_int_not_equal((expr), 0);                                  \
+		if (!strstr(err, (want)))                                         \
+			fail_msg("error '%s' lacks '%s'", err, (want));           \
+	} while (0)
+
+/* ---- Firecracker's getting-started flow ---- */
+
+static void test_getting_started(void **state)
+{
+	struct fc_config c;
+	struct fc_machine m;
+	char err[256] = "";
+
+	fc_config_init(&c);
+	const char *bs = J("{\"kernel_image_path\": \"%s\", \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off\"}",
+			   F.kernel);
+	assert_int_equal(PUT(fc_put_boot_source, &c, bs), 0);
+	const char *drive = J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", \"is_root_device\": true, "
+			      "\"is_read_only\": false}", F.rootfs);
+	assert_int_equal(PUT(fc_put_drive, &c, drive, "rootfs"), 0);
+	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 1024}", false), 0);
+	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"net1\", \"guest_mac\": \"06:00:AC:10:00:02\", "
+			     "\"host_dev_name\": \"tap0\"}", "net1"), 0);
+	assert_int_equal(fc_parse_action("{\"action_type\": \"InstanceStart\"}", 32, &(enum fc_action){ 0 }, err,
+					 sizeof(err)), 0);
+
+	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
+	assert_string_equal(m.cfg.kernel, F.kernel);
+	assert_null(m.cfg.initrd);
+	assert_string_equal(m.cfg.cmdline, "console=ttyS0 reboot=k panic=1 pci=off root=/dev/vda rw");
+	assert_int_equal(m.cfg.cpus, 2);
+	assert_int_equal(m.cfg.mem_size, 1024ull << 20);
+	assert_int_equal(m.cfg.ndisks, 1);
+	assert_string_equal(m.cfg.disks[0], F.rootfs);
+	assert_int_equal(m.cfg.nnets, 1);
+	assert_string_equal(m.cfg.nets[0], "tap=tap0,mac=06:00:AC:10:00:02");
+	assert_string_equal(m.cfg.net_ids[0], "net1");
+	assert_string_equal(m.cfg.console, "stdio");
+	assert_string_equal(m.cfg.kvm_path, "/dev/kvm");
+	assert_false(m.cfg.hugepages);
+	assert_false(m.cfg.track_dirty_pages);
+	fc_machine_exit(&m);
+	fc_config_exit(&c);
+}
+
+static void test_defaults_and_no_boot_source(void **state)
+{
+	struct fc_config c;
+	struct fc_machine m;
+	char err[256];
+	char *j;
+
+	fc_config_init(&c);
+	j = fc_machine_config_to_json(&c);
+	assert_string_equal(j, "{\"vcpu_count\":1,\"mem_size_mib\":128,\"smt\":false,\"track_dirty_pages\":false,"
+			       "\"huge_pages\":\"None\"}");
+	free(j);
+	assert_fails(fc_machine_build(&c, &m, err, sizeof(err)), "boot source");
+	assert_false(c.boot_configured);
+	fc_config_exit(&c);
+}
+
+/* ---- drives ---- */
+
+static void test_drives(void **state)
+{
+	struct fc_config c;
+	struct fc_machine m;
+	char err[256];
+
+	fc_config_init(&c);
+	assert_int_equal(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
+	/* A data drive first, then the root: the root is still passed first. */
+	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"data\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": false, \"is_read_only\": true, "
+						 "\"io_engine\": \"Async\", \"cache_type\": \"Writeback\"}", F.data),
+			     "data"), 0);
+	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": true, \"partuuid\": \"0eaa91a0-01\", "
+						 "\"io_engine\": \"Sync\"}", F.rootfs), "rootfs"), 0);
+	/* A second root drive is refused; the same id again replaces it. */
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"r2\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": true}", F.data), "r2"), "root drive already exists");
+	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": true, \"is_read_only\": true}", F.rootfs),
+			     "rootfs"), 0);
+	assert_int_equal(c.ndrives, 2);
+	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.cfg.ndisks, 2);
+	assert_string_equal(m.cfg.disks[0], J("%s,ro", F.rootfs));
+	assert_string_equal(m.cfg.disks[1], J("%s,ro,engine=uring", F.data));
+	assert_string_equal(m.cfg.cmdline, "root=/dev/vda ro");
+	fc_machine_exit(&m);
+
+	/* partuuid goes onto the command line. */
+	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": true, \"partuuid\": \"0eaa91a0-01\"}", F.rootfs),
+			     "rootfs"), 0);
+	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
+	assert_string_equal(m.cfg.cmdline, "root=PARTUUID=0eaa91a0-01 rw");
+	fc_machine_exit(&m);
+
+	/* Up to MACHINE_MAX_DISKS drives. */
+	for (int i = 2; i < MACHINE_MAX_DISKS; i++) {
+		char id[8];
+
+		snprintf(id, sizeof(id), "d%d", i);
+		assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"%s\", \"path_on_host\": \"%s\", "
+							 "\"is_root_device\": false}", id, F.data), id), 0);
+	}
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"one-more\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false}", F.data), "one-more"), "too many drives");
+	assert_int_equal(c.ndrives, MACHINE_MAX_DISKS);
+	fc_config_exit(&c);
+}
+
+static void test_drive_errors(void **state)
+{
+	struct fc_config c;
+	char err[256];
+	char *before, *after;
+
+	fc_config_init(&c);
+	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": true}", F.rootfs), "rootfs"), 0);
+	before = fc_config_to_json(&c);
+
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"other\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false}", F.data), "rootfs"),
+		     "does not match the id 'rootfs' in the path");
+	assert_fails(PUT(fc_put_drive, &c, "{\"drive_id\": \"x\", \"path_on_host\": \"/nonexistent/img\", "
+			 "\"is_root_device\": false}", "x"), "No such file");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false}", F.dir), "x"), "not a regular file");
+	assert_fails(PUT(fc_put_drive, &c, "{\"drive_id\": \"x\", \"path_on_host\": \"/tmp/a,b\", "
+			 "\"is_root_device\": false}", "x"), "','");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\"}", F.data), "x"),
+		     "missing field 'is_root_device' in /drives");
+	assert_fails(PUT(fc_put_drive, &c, "{\"drive_id\": \"x\", \"is_root_device\": false}", "x"),
+		     "missing field 'path_on_host'");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": \"yes\"}", F.data), "x"),
+		     "field 'is_root_device' in /drives must be a boolean");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"io_engine\": \"Fast\"}", F.data), "x"),
+		     "'Fast' is not one of Sync or Async");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"cache_type\": \"None\"}", F.data), "x"),
+		     "is not one of Unsafe or Writeback");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"bandwidth\": "
+					     "{\"size\": 1, \"refill_time\": 100}}}", F.data), "x"),
+		     "rate limiters are not supported");
+	assert_fails(PUT(fc_put_drive, &c, "{\"drive_id\": \"x\", \"socket\": \"/tmp/vhost.sock\", "
+			 "\"is_root_device\": false}", "x"), "vhost-user");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x y\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false}", F.data), NULL), "drive_id 'x y'");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"partuuid\": \"a b\"}", F.data), "x"),
+		     "partuuid");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"is_read_only\": false, "
+					     "\"is_read_only\": true}", F.data), "x"),
+		     "duplicate field 'is_read_only'");
+
+	after = fc_config_to_json(&c);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	fc_config_exit(&c);
+}
+
+/* ---- machine-config ---- */
+
+static void test_machine_config(void **state)
+{
+	struct fc_config c;
+	char err[256];
+	char *before, *after;
+
+	fc_config_init(&c);
+	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 4, \"mem_size_mib\": 512, \"smt\": false, "
+			     "\"track_dirty_pages\": true, \"huge_pages\": \"2M\", \"cpu_template\": \"None\"}", false), 0);
+	assert_int_equal(c.vcpus, 4);
+	assert_int_equal(c.mem_mib, 512);
+	assert_true(c.track_dirty_pages);
+	assert_int_equal(c.huge_pages, 2);
+	/* PATCH keeps what it does not name; PUT resets optional fields. */
+	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 8}", true), 0);
+	assert_int_equal(c.vcpus, 8);
+	assert_int_equal(c.mem_mib, 512);
+	assert_true(c.track_dirty_pages);
+	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 1, \"mem_size_mib\": 64}", false), 0);
+	assert_false(c.track_dirty_pages);
+	assert_int_equal(c.huge_pages, 0);
+	/* Null is an absent optional field; 1e2 is an integer. */
+	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 1, \"mem_size_mib\": 1e2, \"smt\": null}",
+			     false), 0);
+	assert_int_equal(c.mem_mib, 100);
+
+	before = fc_config_to_json(&c);
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 0, \"mem_size_mib\": 128}", false),
+		     "vcpu_count in /machine-config must be from 1 to 32");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 33, \"mem_size_mib\": 128}", false),
+		     "from 1 to 32");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": -1, \"mem_size_mib\": 128}", false),
+		     "must be a non-negative integer");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 1.5, \"mem_size_mib\": 128}", false),
+		     "must be a non-negative integer");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": \"2\", \"mem_size_mib\": 128}", false),
+		     "field 'vcpu_count' in /machine-config must be a non-negative integer");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 1e300, \"mem_size_mib\": 128}", false),
+		     "non-negative integer");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 4}", false),
+		     "mem_size_mib in /machine-config must be from 8 to 1048576");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 2000000}", false),
+		     "from 8 to 1048576");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2}", false),
+		     "missing field 'mem_size_mib' in /machine-config");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"mem_size_mib\": 128}", false), "missing field 'vcpu_count'");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": true}",
+			 false), "simultaneous multithreading is not supported");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": 1}",
+			 false), "field 'smt' in /machine-config must be a boolean");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
+			 "\"cpu_template\": \"T2\"}", false), "CPU templates are not supported");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 129, "
+			 "\"huge_pages\": \"2M\"}", false), "multiple of 2");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
+			 "\"huge_pages\": \"1G\"}", false), "'1G' is not one of None, Transparent or 2M");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
+			 "\"ht_enabled\": false}", false), "unknown field 'ht_enabled' in /machine-config");
+	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 99}", true), "from 1 to 32");
+	after = fc_config_to_json(&c);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	fc_config_exit(&c);
+}
+
+/* ---- boot-source and JSON-level errors ---- */
+
+static void test_boot_source_and_json(void **state)
+{
+	struct fc_config c;
+	char err[256], big[FC_BODY_MAX + 16];
+
+	fc_config_init(&c);
+	assert_fails(PUT(fc_put_boot_source, &c, "{}"), "missing field 'kernel_image_path' in /boot-source");
+	assert_fails(PUT(fc_put_boot_source, &c, "{\"kernel_image_path\": 3}"),
+		     "field 'kernel_image_path' in /boot-source must be a string");
+	assert_fails(PUT(fc_put_boot_source, &c, "{\"kernel_image_path\": \"\"}"), "must not be empty");
+	assert_fails(PUT(fc_put_boot_source, &c, "{\"kernel_image_path\": \"/nonexistent\"}"), "No such file");
+	assert_fails(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\", \"initrd_path\": \"/nope\"}",
+						  F.kernel)), "initrd_path '/nope'");
+	assert_fails(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\", \"boot_args\": \"a\\nb\"}",
+						  F.kernel)), "control character");
+	assert_fails(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\", \"kernel\": \"x\"}", F.kernel)),
+		     "unknown field 'kernel' in /boot-source");
+	/* Malformed JSON, of several kinds. */
+	assert_fails(PUT(fc_put_boot_source, &c, "{\"kernel_image_path\": \"x\","), "malformed JSON");
+	assert_fails(PUT(fc_put_boot_source, &c, "{kernel_image_path: \"x\"}"), "malformed JSON");
+	assert_fails(PUT(fc_put_boot_source, &c, "not json"), "malformed JSON");
+	assert_fails(PUT(fc_put_boot_source, &c, "{} {}"), "unexpected data after the JSON value");
+	assert_fails(PUT(fc_put_boot_source, &c, "[]"), "/boot-source must be a JSON object");
+	assert_fails(PUT(fc_put_boot_source, &c, "\"x\""), "must be a JSON object");
+	assert_fails(fc_put_boot_source(&c, "{}\0{}", 5, err, sizeof(err)), "NUL byte");
+	assert_fails(fc_put_boot_source(&c, "", 0, err, sizeof(err)), "empty body");
+	memset(big, ' ', sizeof(big));
+	big[0] = '{';
+	big[sizeof(big) - 1] = '}';
+	assert_fails(fc_put_boot_source(&c, big, sizeof(big), err, sizeof(err)), "larger than 65536 bytes");
+	/* Deep nesting is refused by cJSON's own limit, not a crash. */
+	{
+		static char deep[20000];
+
+		memset(deep, '[', sizeof(deep) - 1);
+		assert_fails(fc_put_boot_source(&c, deep, sizeof(deep) - 1, err, sizeof(err)), "malformed JSON");
+	}
+	/* A field name with control characters is reported printably. */
+	assert_fails(PUT(fc_put_boot_source, &c, "{\"a\\u0001b\": 1}"), "unknown field 'a?b'");
+	assert_null(c.kernel);
+	assert_false(c.boot_configured);
+
+	assert_int_equal(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\", \"initrd_path\": \"%s\", "
+						       "\"boot_args\": \"\"}", F.kernel, F.data)), 0);
+	assert_string_equal(c.initrd, F.data);
+	assert_true(c.boot_configured);
+	fc_config_exit(&c);
+}
+
+/* ---- network-interfaces ---- */
+
+static void test_nets(void **state)
+{
+	struct fc_config c;
+	struct fc_machine m;
+	char err[256];
+
+	fc_config_init(&c);
+	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"mtu\": 1400}",
+			     "eth0"), 0);
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap0\"}", "eth1"),
+		     "host_dev_name 'tap0' is already used by interface 'eth0'");
+	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap1\", "
+			     "\"guest_mac\": \"02:00:00:00:00:01\"}", "eth1"), 0);
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"guest_mac\": \"02:00:00:00:00:01\"}", "eth2"), "guest_mac 02:00:00:00:00:01 is already used");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"guest_mac\": \"01:00:00:00:00:01\"}", "eth2"), "not a unicast MAC");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"guest_mac\": \"zz:00:00:00:00:01\"}", "eth2"), "not a unicast MAC");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap,2\"}", "eth2"),
+		     "not a TAP device name");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"a-very-long-tapname\"}",
+			 "eth2"), "not a TAP device name");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\"}", "eth2"),
+		     "missing field 'host_dev_name' in /network-interfaces");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", \"mtu\": 10}",
+			 "eth2"), "mtu");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"rx_rate_limiter\": {}}", "eth2"), "rx_rate_limiter");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"allow_mmds_requests\": true}", "eth2"), "unknown field 'allow_mmds_requests'");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth9\", \"host_dev_name\": \"tap2\"}", "eth2"),
+		     "does not match");
+	/* Same id: replaced in place. */
+	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap5\"}", "eth0"), 0);
+	assert_int_equal(c.nnets, 2);
+	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\"}", "eth2"), 0);
+	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth3\", \"host_dev_name\": \"tap3\"}", "eth3"), 0);
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth4\", \"host_dev_name\": \"tap4\"}", "eth4"),
+		     "too many network interfaces");
+
+	assert_int_equal(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
+	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.cfg.nnets, 4);
+	assert_string_equal(m.cfg.nets[0], "tap=tap5");
+	assert_string_equal(m.cfg.nets[1], "tap=tap1,mac=02:00:00:00:00:01");
+	assert_string_equal(m.cfg.net_ids[0], "eth0");
+	assert_string_equal(m.cfg.net_ids[3], "eth3");
+	fc_machine_exit(&m);
+	fc_config_exit(&c);
+}
+
+/* ---- metrics, logger, serial, entropy ---- */
+
+static void test_metrics_logger_serial(void **state)
+{
+	struct fc_config c;
+	struct fc_machine m;
+	char err[256];
+
+	fc_config_init(&c);
+	assert_int_equal(PUT(fc_put_metrics, &c, "{\"metrics_path\": \"/tmp/metrics.fifo\"}"), 0);
+	assert_fails(PUT(fc_put_metrics, &c, "{}"), "missing field 'metrics_path' in /metrics");
+	assert_fails(PUT(fc_put_metrics, &c, "{\"metrics_path\": true}"), "must be a string");
+	assert_string_equal(c.metrics_path, "/tmp/metrics.fifo");
+
+	assert_int_equal(PUT(fc_put_logger, &c, "{\"level\": \"debug\", \"show_level\": true, "
+			     "\"show_log_origin\": false}"), 0);
+	assert_int_equal(c.log_level, LOG_DEBUG);
+	assert_int_equal(PUT(fc_put_logger, &c, "{\"level\": \"Warning\"}"), 0);
+	assert_int_equal(c.log_level, LOG_WARN);
+	assert_fails(PUT(fc_put_logger, &c, "{\"level\": \"Loud\"}"), "'Loud' is not one of");
+	assert_fails(PUT(fc_put_logger, &c, "{\"log_path\": \"/tmp/log\"}"), "log_path in /logger is not supported");
+	assert_fails(PUT(fc_put_logger, &c, "{\"module\": \"x\"}"), "module");
+	assert_int_equal(c.log_level, LOG_WARN);
+
+	assert_int_equal(PUT(fc_put_serial, &c, "{\"serial_out_path\": \"/tmp/console.txt\"}"), 0);
+	assert_string_equal(c.console, "file:/tmp/console.txt");
+	assert_fails(PUT(fc_put_serial, &c, "{\"serial_out_path\": 1}"), "must be a string");
+	assert_false(c.entropy);
+	assert_int_equal(PUT(fc_put_entropy, &c, "{}"), 0);
+	assert_fails(PUT(fc_put_entropy, &c, "{\"rate_limiter\": {\"ops\": {}}}"), "rate limiters");
+	assert_true(c.entropy);
+
+	assert_int_equal(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
+	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
+	assert_string_equal(m.cfg.console, "file:/tmp/console.txt");
+	assert_string_equal(m.cfg.metrics_path, "/tmp/metrics.fifo");
+	assert_true(m.cfg.rng);
+	fc_machine_exit(&m);
+	fc_config_exit(&c);
+}
+
+/* ---- the config file ---- */
+
+static void test_config_file(void **state)
+{
+	struct fc_config c, c2;
+	struct fc_machine m;
+	char err[256];
+	const char *file = J("{\n"
+			     "  \"boot-source\": {\"kernel_image_path\": \"%s\", \"boot_args\": \"console=ttyS0\"},\n"
+			     "  \"drives\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", \"is_root_device\": true,"
+			     " \"is_read_only\": false}],\n"
+			     "  \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256, \"track_dirty_pages\": true},\n"
+			     "  \"network-interfaces\": [{\"iface_id\": \"eth0\", \"guest_mac\": \"AA:FC:00:00:00:01\","
+			     " \"host_dev_name\": \"tap0\"}],\n"
+			     "  \"metrics\": {\"metrics_path\": \"/tmp/m.json\"},\n"
+			     "  \"logger\": {\"level\": \"Info\"},\n"
+			     "  \"kestrel\": {\"console\": \"file:/tmp/c.txt\"}\n"
+			     "}\n", F.kernel, F.rootfs);
+	char *json, *json2;
+
+	assert_int_equal(fc_config_load(&c, file, strlen(file), err, sizeof(err)), 0);
+	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
+	assert_string_equal(m.cfg.cmdline, "console=ttyS0 root=/dev/vda rw");
+	assert_int_equal(m.cfg.cpus, 2);
+	assert_int_equal(m.cfg.mem_size, 256ull << 20);
+	assert_true(m.cfg.track_dirty_pages);
+	assert_string_equal(m.cfg.nets[0], "tap=tap0,mac=AA:FC:00:00:00:01");
+	assert_string_equal(m.cfg.console, "file:/tmp/c.txt");
+	assert_int_equal(c.log_level, LOG_INFO);
+	fc_machine_exit(&m);
+
+	/* GET /vm/config's output loads back to the same config. */
+	json = fc_config_to_json(&c);
+	assert_non_null(json);
+	assert_int_equal(fc_config_load(&c2, json, strlen(json), err, sizeof(err)), 0);
+	json2 = fc_config_to_json(&c2);
+	assert_string_equal(json, json2);
+	free(json);
+	free(json2);
+	fc_config_exit(&c2);
+	fc_config_exit(&c);
+
+	/* A minimal file: boot-source only. */
+	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\"}}", F.kernel);
+	assert_int_equal(fc_config_load(&c, file, strlen(file), err, sizeof(err)), 0);
+	assert_int_equal(c.vcpus, 1);
+	fc_config_exit(&c);
+
+	/* Errors name the section. */
+	assert_fails(fc_config_load(&c, "{}", 2, err, sizeof(err)), "missing field 'boot-source' in the config file");
+	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\"}, \"vsock\": {}}", F.kernel);
+	assert_fails(fc_config_load(&c, file, strlen(file), err, sizeof(err)), "'vsock' is not supported by kestrel");
+	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\"}, \"bogus\": {}}", F.kernel);
+	assert_fails(fc_config_load(&c, file, strlen(file), err, sizeof(err)), "unknown field 'bogus' in the config file");
+	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\"}, \"drives\": {}}", F.kernel);
+	assert_fails(fc_config_load(&c, file, strlen(file), err, sizeof(err)), "field 'drives' in the config file must be an array");
+	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\"}, \"drives\": [{\"drive_id\": \"a\", "
+		 "\"path_on_host\": \"%s\", \"is_root_device\": false}, {\"drive_id\": \"a\", \"path_on_host\": \"%s\", "
+		 "\"is_root_device\": false}]}", F.kernel, F.data, F.data);
+	assert_fails(fc_config_load(&c, file, strlen(file), err, sizeof(err)), "drives[1]: drive_id 'a' is used twice");
+	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\"}, \"machine-config\": {\"vcpu_count\": 64, "
+		 "\"mem_size_mib\": 128}}", F.kernel);
+	assert_fails(fc_config_load(&c, file, strlen(file), err, sizeof(err)), "vcpu_count in machine-config");
+	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\"}, \"network-interfaces\": [{\"iface_id\": \"e\"}]}",
+		 F.kernel);
+	assert_fails(fc_config_load(&c, file, strlen(file), err, sizeof(err)),
+		     "missing field 'host_dev_name' in network-interfaces[0]");
+	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\"}, \"kestrel\": {\"console\": \"tty\"}}", F.kernel);
+	assert_fails(fc_config_load(&c, file, strlen(file), err, sizeof(err)), "console in kestrel");
+	assert_fails(fc_config_load(&c, "[1]", 3, err, sizeof(err)), "the config file must be a JSON object");
+}
+
+/* ---- actions, VM state, snapshots ---- */
+
+static void test_actions_and_vm_state(void **state)
+{
+	enum fc_action a;
+	bool pause;
+	char err[256];
+
+#define S(x) x, strlen(x)
+	assert_int_equal(fc_parse_action(S("{\"action_type\": \"InstanceStart\"}"), &a, err, sizeof(err)), 0);
+	assert_int_equal(a, FC_ACTION_START);
+	assert_int_equal(fc_parse_action(S("{\"action_type\": \"SendCtrlAltDel\"}"), &a, err, sizeof(err)), 0);
+	assert_int_equal(a, FC_ACTION_CTRL_ALT_DEL);
+	assert_int_equal(fc_parse_action(S("{\"action_type\": \"FlushMetrics\"}"), &a, err, sizeof(err)), 0);
+	assert_int_equal(a, FC_ACTION_FLUSH_METRICS);
+	assert_fails(fc_parse_action(S("{\"action_type\": \"Reboot\"}"), &a, err, sizeof(err)),
+		     "'Reboot' is not one of InstanceStart, SendCtrlAltDel or FlushMetrics");
+	assert_fails(fc_parse_action(S("{}"), &a, err, sizeof(err)), "missing field 'action_type' in /actions");
+	assert_fails(fc_parse_action(S("{\"action_type\": 1}"), &a, err, sizeof(err)), "must be a string");
+	assert_fails(fc_parse_action(S("{\"action_type\": \"InstanceStart\", \"x\": 1}"), &a, err, sizeof(err)),
+		     "unknown field 'x' in /actions");
+	assert_fails(fc_parse_action(S("{\"action_type\": null}"), &a, err, sizeof(err)), "must be a string");
+
+	assert_int_equal(fc_parse_vm_state(S("{\"state\": \"Paused\"}"), &pause, err, sizeof(err)), 0);
+	assert_true(pause);
+	assert_int_equal(fc_parse_vm_state(S("{\"state\": \"Resumed\"}"), &pause, err, sizeof(err)), 0);
+	assert_false(pause);
+	assert_fails(fc_parse_vm_state(S("{\"state\": \"paused\"}"), &pause, err, sizeof(err)), "not one of Paused or Resumed");
+	assert_fails(fc_parse_vm_state(S("{}"), &pause, err, sizeof(err)), "missing field 'state' in /vm");
+}
+
+static void test_snapshots(void **state)
+{
+	struct fc_snapshot_create sc;
+	struct fc_snapshot_load sl;
+	char err[256];
+
+	assert_int_equal(fc_parse_snapshot_create(S("{\"snapshot_type\": \"Full\", \"snapshot_path\": \"./snap\", "
+						    "\"mem_file_path\": \"./mem\", \"version\": \"1.0.0\"}"),
+						  &sc, err, sizeof(err)), 0);
+	assert_int_equal(sc.p.type, VMM_SNAPSHOT_FULL);
+	assert_string_equal(sc.p.state_path, "./snap");
+	assert_string_equal(sc.p.mem_path, "./mem");
+	fc_snapshot_create_exit(&sc);
+	assert_int_equal(fc_parse_snapshot_create(S("{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"s\", "
+						    "\"mem_file_path\": \"m\"}"), &sc, err, sizeof(err)), 0);
+	assert_int_equal(sc.p.type, VMM_SNAPSHOT_DIFF);
+	fc_snapshot_create_exit(&sc);
+	assert_fails(fc_parse_snapshot_create(S("{\"snapshot_path\": \"s\"}"), &sc, err, sizeof(err)),
+		     "missing field 'mem_file_path' in /snapshot/create");
+	assert_fails(fc_parse_snapshot_create(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+						"\"snapshot_type\": \"Incremental\"}"), &sc, err, sizeof(err)),
+		     "not one of Full or Diff");
+	assert_fails(fc_parse_snapshot_create(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"s\"}"), &sc, err,
+					      sizeof(err)), "different files");
+
+	assert_int_equal(fc_parse_snapshot_load(S("{\"snapshot_path\": \"./snap\", \"mem_file_path\": \"./mem\", "
+						  "\"enable_diff_snapshots\": true, \"resume_vm\": true}"),
+						&sl, err, sizeof(err)), 0);
+	assert_string_equal(sl.p.state_path, "./snap");
+	assert_string_equal(sl.p.mem_path, "./mem");
+	assert_true(sl.p.resume);
+	assert_true(sl.p.track_dirty_pages);
+	assert_int_equal(sl.p.n_net_overrides, 0);
+	fc_snapshot_load_exit(&sl);
+	assert_int_equal(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": "
+						  "\"File\", \"backend_path\": \"m\"}, \"network_overrides\": "
+						  "[{\"iface_id\": \"eth0\", \"host_dev_name\": \"vmtap01\"}]}"),
+						&sl, err, sizeof(err)), 0);
+	assert_string_equal(sl.p.mem_path, "m");
+	assert_false(sl.p.resume);
+	assert_false(sl.p.track_dirty_pages);
+	assert_int_equal(sl.p.n_net_overrides, 1);
+	assert_string_equal(sl.p.net_overrides[0].iface_id, "eth0");
+	assert_string_equal(sl.p.net_overrides[0].host_dev_name, "vmtap01");
+	fc_snapshot_load_exit(&sl);
+
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\"}"), &sl, err, sizeof(err)),
+		     "missing field 'mem_backend'");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", \"mem_backend\": "
+					      "{\"backend_type\": \"File\", \"backend_path\": \"m\"}}"), &sl, err, sizeof(err)),
+		     "not both");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": "
+					      "\"Uffd\", \"backend_path\": \"/tmp/uffd.sock\"}}"), &sl, err, sizeof(err)),
+		     "Uffd in mem_backend is not supported");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_path\": \"m\"}}"),
+					    &sl, err, sizeof(err)), "missing field 'backend_type' in mem_backend");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+					      "\"network_overrides\": [{\"iface_id\": \"eth0\"}]}"), &sl, err, sizeof(err)),
+		     "missing field 'host_dev_name' in network_overrides[0]");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+					      "\"network_overrides\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"a\"}, "
+					      "{\"iface_id\": \"eth0\", \"host_dev_name\": \"b\"}]}"), &sl, err, sizeof(err)),
+		     "overridden twice");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+					      "\"network_overrides\": [{\"iface_id\": \"e0\", \"host_dev_name\": \"a\"}, "
+					      "{\"iface_id\": \"e1\", \"host_dev_name\": \"b\"}, {\"iface_id\": \"e2\", "
+					      "\"host_dev_name\": \"c\"}, {\"iface_id\": \"e3\", \"host_dev_name\": \"d\"}, "
+					      "{\"iface_id\": \"e4\", \"host_dev_name\": \"e\"}]}"), &sl, err, sizeof(err)),
+		     "at most 4");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+					      "\"resume_vm\": \"yes\"}"), &sl, err, sizeof(err)),
+		     "field 'resume_vm' in /snapshot/load must be a boolean");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+					      "\"vsock_override\": {\"uds_path\": \"x\"}}"), &sl, err, sizeof(err)), "vsock");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+					      "\"clock_realtime\": true}"), &sl, err, sizeof(err)), "clock_realtime");
+#undef S
+}
+
+static void test_ids(void **state)
+{
+	assert_true(fc_id_valid("rootfs"));
+	assert_true(fc_id_valid("eth_0-a"));
+	assert_false(fc_id_valid(""));
+	assert_false(fc_id_valid(NULL));
+	assert_false(fc_id_valid("a/b"));
+	assert_false(fc_id_valid("a b"));
+	assert_false(fc_id_valid("..."));
+	assert_true(fc_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
+	assert_false(fc_id_valid("01234567890123456789012345678901234567890123456789012345678901234"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_getting_started),
+		cmocka_unit_test(test_defaults_and_no_boot_source),
+		cmocka_unit_test(test_drives),
+		cmocka_unit_test(test_drive_errors),
+		cmocka_unit_test(test_machine_config),
+		cmocka_unit_test(test_boot_source_and_json),
+		cmocka_unit_test(test_nets),
+		cmocka_unit_test(test_metrics_logger_serial),
+		cmocka_unit_test(test_config_file),
+		cmocka_unit_test(test_actions_and_vm_state),
+		cmocka_unit_test(test_snapshots),
+		cmocka_unit_test(test_ids),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
