@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kestrel benchmarks, side by side with QEMU in the same run. Prints Markdown
-# tables; nothing here asserts a time. Usage: bench/run.sh [startup|exits|blk|all]
+# tables; nothing here asserts a time.
+# Usage: bench/run.sh [startup|exits|blk|net-pps|all|net|snapshot]
 #   REPS (default 5) runs per cell, the median is reported.
 #   EXIT_N (default 100000) writes per exit-cost run.
 #   blk: BLK_N4K (40000) requests per 4 KiB run, BLK_NSEQ (4000) per 128 KiB run,
@@ -24,8 +25,10 @@ NET_N=${NET_N:-200000}
 NET_TAP=${NET_TAP:-kbench0}
 what=${1:-all}
 # net: e1000 vs virtio-net in the nested test bed (needs no /dev/kvm here).
+# snapshot: pause/resume/snapshot/restore latency through the API vs QEMU's QMP.
 case $what in
 net) exec "$root/bench/netperf.sh" ;;
+snapshot) exec python3 "$root/bench/snapshot.py" --reps "$REPS" "$K" "$G/guest-counter.elf" ;;
 esac
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
@@ -336,5 +339,5 @@ exits) exits ;;
 blk) blk ;;
 net-pps) net_pps ;;
 all) startup; exits; blk; net_pps ;;
-*) echo "usage: bench/run.sh [startup|exits|blk|net-pps|all|net]"; exit 2 ;;
+*) echo "usage: bench/run.sh [startup|exits|blk|net-pps|all|net|snapshot]"; exit 2 ;;
 esac

@@ -14,6 +14,9 @@
  *   delay_ms=N (15)      time between lines
  *   limit=N (0)          exit with status 0 after printing count N-1
  *                        (0: never)
+ *   touch=MIB (0)        first write every 4 KiB page of MIB MiB of RAM from
+ *                        64 MiB up (clipped to the RAM the memory map shows),
+ *                        so snapshots have that much memory to carry
  */
 #include "lib/cpu.h"
 #include "lib/guest.h"
@@ -98,13 +101,36 @@ static noreturn_fn void run_irq(uint64_t delay_ms, uint64_t limit)
 	}
 }
 
+/* Write one word in every page of [64 MiB, 64 MiB + mib MiB) that is RAM. */
+static void touch_ram(const struct hvm_start_info *si, uint64_t mib)
+{
+	const uint64_t start = 64ull << 20;
+	uint64_t end = start + (mib << 20), top = 0, pages = 0;
+
+	if (si && si->version >= 1 && si->memmap_paddr && si->memmap_paddr < GUEST_MAPPED_END) {
+		const struct hvm_memmap_table_entry *e =
+			(const struct hvm_memmap_table_entry *)(uintptr_t)si->memmap_paddr;
+
+		for (uint32_t i = 0; i < si->memmap_entries; i++)
+			if (e[i].type == HVM_MEMMAP_TYPE_RAM && e[i].addr <= start &&
+			    e[i].addr + e[i].size > top)
+				top = e[i].addr + e[i].size;
+	}
+	if (end > top)
+		end = top;
+	for (uint64_t a = start; a + 8 <= end; a += 4096, pages++)
+		*(volatile uint64_t *)(uintptr_t)a = a ^ 0x6b657374ull;
+	guest_printf("kestrel-guest: counter touched %lu pages\n", pages);
+}
+
 int guest_main(const struct hvm_start_info *si)
 {
 	uint64_t delay_ms = cmdline_u64("delay_ms", 15);
 	uint64_t limit = cmdline_u64("limit", 0);
 	bool irq = cmdline_is("mode", "irq");
 
-	(void)si;
+	if (cmdline_u64("touch", 0))
+		touch_ram(si, cmdline_u64("touch", 0));
 	if (delay_ms == 0 || delay_ms > 10000)
 		delay_ms = 15;
 	guest_printf("kestrel-guest: counter mode=%s delay_ms=%lu\n", irq ? "irq" : "poll", delay_ms);

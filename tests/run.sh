@@ -3,7 +3,8 @@
 #   1. unit tests (cmocka) built with ASan + UBSan
 #   2. fuzz targets, each for a bounded time (FUZZ_SECONDS, default 20)
 #   3. KVM tests with the freestanding guests on this machine's /dev/kvm
-#   4. end-to-end tests with a stock Linux guest in the nested test bed
+#   4. API tests: the control API over its Unix socket with curl
+#   5. end-to-end tests with a stock Linux guest in the nested test bed
 # Each script prints PASS:/FAIL:/SKIP: lines; this script counts them.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,6 +77,10 @@ fi
 
 section "KVM tests (freestanding guests)"
 stage kvm env BUILD="$root/$BUILD" KESTREL_ASAN="$root/$ASAN_BUILD/kestrel" tests/kvm/test_guests.sh
+stage kvm-vmstate env BUILD="$root/$BUILD" KESTREL="$root/$BUILD/kestrel" tests/kvm/test_vmstate.sh
+
+section "API tests (control API over the Unix socket)"
+stage api env BUILD="$root/$BUILD" tests/api/api.sh
 
 section "end-to-end tests (stock Linux in the nested test bed)"
 # The nested test bed runs two levels of emulation on two cores; a test-bed

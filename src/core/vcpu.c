@@ -506,10 +506,10 @@ static void vcpu_interrupted(struct vcpu *v)
 		    __atomic_load_n(&vm->stop_reason, __ATOMIC_SEQ_CST) != VM_STOP_NONE)
 			return;
 		pthread_mutex_lock(&vm->pause_lock);
-		if (vm->pause_req && !vm_stopping(vm)) {
+		if (vm_paused(vm) && !vm_stopping(vm)) {
 			vm->nparked++;
 			pthread_cond_broadcast(&vm->parked_cond);
-			while (vm->pause_req && !vm_stopping(vm))
+			while (vm_paused(vm) && !vm_stopping(vm))
 				pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 			vm->nparked--;
 		}

@@ -190,34 +190,38 @@ static int vmstate_get_cpuid(struct vcpu *v, struct vcpu_state *st)
 	return 0;
 }
 
-static int vmstate_get_msrs(struct vcpu *v, struct vcpu_state *st, const char **what)
+static struct kvm_msrs *msrs_new(void)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[VMSTATE_MAX_MSRS];
-	} m;
+	return calloc(1, sizeof(struct kvm_msrs) + VMSTATE_MAX_MSRS * sizeof(struct kvm_msr_entry));
+}
+
+static int vmstate_get_msrs(struct vcpu *v, struct vcpu_state *st, char *err, size_t errlen)
+{
+	struct kvm_msrs *m = msrs_new();
 	unsigned n = 0;
 	int r;
 
-	memset(&m, 0, sizeof(m));
+	if (!m)
+		return -ENOMEM;
 	for (size_t i = 0; i < sizeof(vmstate_msrs) / sizeof(vmstate_msrs[0]); i++)
 		if (vmstate_msr_wanted(v->vm->kvm, st->cpuid, vmstate_msrs[i]))
-			m.e[n++].index = vmstate_msrs[i];
-	m.hdr.nmsrs = n;
-	r = kvm_ioctl(v->fd, KVM_GET_MSRS, &m);
-	if (r < 0)
-		return r;
-	if ((unsigned)r != n) {
-		static __thread char msg[48];
-
-		snprintf(msg, sizeof(msg), "KVM_GET_MSRS (MSR %#x)", m.e[r].index);
-		*what = msg;
-		return -EIO;
+			m->entries[n++].index = vmstate_msrs[i];
+	m->nmsrs = n;
+	r = kvm_ioctl(v->fd, KVM_GET_MSRS, m);
+	if (r < 0) {
+		snprintf(err, errlen, "snapshot: kvm.vcpu.%u: KVM_GET_MSRS: %s", v->id, strerror(-r));
+	} else if ((unsigned)r != n) {
+		snprintf(err, errlen, "snapshot: kvm.vcpu.%u: KVM_GET_MSRS cannot read MSR %#x", v->id,
+			 m->entries[r].index);
+		r = -EIO;
+	} else {
+		st->nmsrs = n;
+		for (unsigned i = 0; i < n; i++)
+			st->msrs[i] = (struct vmstate_msr){ m->entries[i].index, m->entries[i].data };
+		r = 0;
 	}
-	st->nmsrs = n;
-	for (unsigned i = 0; i < n; i++)
-		st->msrs[i] = (struct vmstate_msr){ m.e[i].index, m.e[i].data };
-	return 0;
+	free(m);
+	return r;
 }
 
 /* Read everything of one vCPU before its section is opened. */
@@ -261,10 +265,9 @@ static int vmstate_get_vcpu(struct vcpu *v, struct vcpu_state *st, char *err, si
 	what = "KVM_GET_XCRS";
 	if (st->has_xcrs && (r = kvm_ioctl(v->fd, KVM_GET_XCRS, &st->xcrs)) < 0)
 		goto err;
-	what = "KVM_GET_MSRS";
-	r = vmstate_get_msrs(v, st, &what);
+	r = vmstate_get_msrs(v, st, err, errlen);
 	if (r < 0)
-		goto err;
+		return r;
 	what = "KVM_GET_LAPIC";
 	r = kvm_ioctl(v->fd, KVM_GET_LAPIC, &st->lapic);
 	if (r < 0)
@@ -369,7 +372,7 @@ static bool vm_quiescent(struct vm *vm)
 	bool ok;
 
 	pthread_mutex_lock(&vm->pause_lock);
-	ok = vm->nrunning == 0 || (vm->pause_req && vm->nparked == vm->nrunning);
+	ok = vm->nrunning == 0 || (vm_paused(vm) && vm->nparked == vm->nrunning);
 	pthread_mutex_unlock(&vm->pause_lock);
 	return ok;
 }
@@ -540,24 +543,16 @@ static int vmstate_parse_vcpu(struct vm *vm, struct snap_sec *s, struct vcpu_sta
 	if (s->err)
 		return load_fail(c, s, "truncated at the FPU form");
 	if (st->fpu_form == FPU_FORM_XSAVE) {
-		uint32_t len;
-
 		if (!host_xsave)
 			return load_fail(c, s, "holds XSAVE state, this host lacks KVM_CAP_XSAVE");
-		/* Peek at the length for the error message the generic check would give. */
-		len = snap_get_u32(s);
-		if (s->err)
-			return load_fail(c, s, "truncated at XSAVE");
-		if (len != host_xsave)
-			return load_fail(c, s, "XSAVE size %u, this host needs %zu", len, host_xsave);
 		st->xsave_size = host_xsave;
 		st->xsave = calloc(1, host_xsave);
 		if (!st->xsave) {
 			snprintf(c->err, c->errlen, "snapshot: out of memory");
 			return -ENOMEM;
 		}
-		if (snap_get(s, st->xsave, host_xsave) < 0)
-			return load_fail(c, s, "truncated in XSAVE");
+		if ((r = get_blob(c, s, st->xsave, host_xsave, "XSAVE")) < 0)
+			return r;
 	} else if (st->fpu_form == FPU_FORM_FPU) {
 		if ((r = get_blob(c, s, &st->fpu, sizeof(st->fpu), "FPU")) < 0)
 			return r;
@@ -681,33 +676,34 @@ static int vmstate_check_count(struct vm *vm, const struct snap_reader *r, char 
 static int vmstate_set_msrs(struct vcpu *v, const struct vcpu_state *st, bool deadline, char *err,
 			    size_t errlen)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[VMSTATE_MAX_MSRS];
-	} m;
+	struct kvm_msrs *m = msrs_new();
 	unsigned n = 0;
 	int r;
 
-	memset(&m, 0, sizeof(m));
+	if (!m) {
+		snprintf(err, errlen, "snapshot: out of memory");
+		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < st->nmsrs; i++) {
 		if ((st->msrs[i].index == MSR_IA32_TSC_DEADLINE) != deadline)
 			continue;
-		m.e[n].index = st->msrs[i].index;
-		m.e[n].data = st->msrs[i].value;
+		m->entries[n].index = st->msrs[i].index;
+		m->entries[n].data = st->msrs[i].value;
 		n++;
 	}
-	if (!n)
-		return 0;
-	m.hdr.nmsrs = n;
-	r = kvm_ioctl(v->fd, KVM_SET_MSRS, &m);
-	if (r >= 0 && (unsigned)r != n) {
-		snprintf(err, errlen, "snapshot: kvm.vcpu.%u: KVM refused MSR %#x = %#llx", v->id,
-			 m.e[r].index, (unsigned long long)m.e[r].data);
-		return -EINVAL;
-	}
-	if (r < 0)
+	m->nmsrs = n;
+	r = n ? kvm_ioctl(v->fd, KVM_SET_MSRS, m) : 0;
+	if (r < 0) {
 		snprintf(err, errlen, "snapshot: kvm.vcpu.%u: KVM_SET_MSRS: %s", v->id, strerror(-r));
-	return r < 0 ? r : 0;
+	} else if ((unsigned)r != n) {
+		snprintf(err, errlen, "snapshot: kvm.vcpu.%u: KVM refused MSR %#x = %#llx", v->id,
+			 m->entries[r].index, (unsigned long long)m->entries[r].data);
+		r = -EINVAL;
+	} else {
+		r = 0;
+	}
+	free(m);
+	return r;
 }
 
 /*

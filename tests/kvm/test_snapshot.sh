@@ -1,0 +1,388 @@
+#!/usr/bin/env bash
+# Pause, snapshot and restore on this machine's /dev/kvm, through kestrel's
+# Firecracker-style API (curl over the Unix socket), with the freestanding
+# guest-counter ("kestrel-guest: count N" on COM1, N from 0, forever).
+#
+# The main check is continuity: the console of the VM that was snapshotted,
+# followed byte for byte by the console of the process that restored it,
+# must read count 0, 1, 2, ... with no restart, repeat or gap (the guest's
+# counter lives in its RAM; the UART, vCPU and timer state come from the
+# state file). Restore times are printed as "# ..." lines, never asserted.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+. "$root/tests/lib/checks.sh"
+
+BUILD=${BUILD:-$root/build}
+case $BUILD in /*) ;; *) BUILD=$root/$BUILD ;; esac
+KESTREL=${KESTREL:-$BUILD/kestrel}
+COUNTER=$BUILD/guests/guest-counter.elf
+T=$(mktemp -d /tmp/kestrel-snap.XXXXXX)
+PIDS=()
+
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm -a -w /dev/kvm ]; then
+	skip snapshot "/dev/kvm is not available on this machine"
+	exit 0
+fi
+if ! command -v curl >/dev/null || ! command -v python3 >/dev/null; then
+	skip snapshot "curl and python3 are needed"
+	exit 0
+fi
+if [ ! -x "$KESTREL" ] || [ ! -f "$COUNTER" ]; then
+	fail snapshot "no kestrel or guest-counter in $BUILD (build first, or set BUILD)"
+	exit 1
+fi
+
+# ---- helpers ------------------------------------------------------------
+
+# api METHOD PATH [BODY]: one request to $SOCK; $code, the body in $T/resp, the time in $ms.
+api() {
+	local m=$1 p=$2 data=() out
+	[ $# -gt 2 ] && data=(-H 'Content-Type: application/json' --data-binary "$3")
+	out=$(curl -s -m 30 -o "$T/resp" -w '%{http_code} %{time_total}' --unix-socket "$SOCK" -X "$m" \
+		"${data[@]}" "http://localhost$p")
+	code=${out% *}
+	ms=$(awk -v t="${out#* }" 'BEGIN { printf "%.1f", t * 1000 }')
+}
+
+# expect NAME CODE [PATTERN]: the last request got CODE (and PATTERN in its body).
+expect() {
+	if [ "$code" = "$2" ] && { [ -z "${3:-}" ] || grep -q -- "$3" "$T/resp"; }; then pass "snapshot $1"
+	else fail "snapshot $1" "HTTP $code, want $2${3:+ and '$3'}: $(head -c 300 "$T/resp")"; show_tail "$T/$NAME.err" 8; fi
+}
+
+# start NAME: kestrel --api-sock in the background ($SOCK, $KPID, $NAME); waits until it answers.
+start() {
+	local i
+	NAME=$1
+	SOCK=$T/$NAME.sock
+	"$KESTREL" --api-sock "$SOCK" -v >"$T/$NAME.out" 2>"$T/$NAME.err" </dev/null &
+	KPID=$!
+	PIDS+=("$KPID")
+	for i in $(seq 100); do
+		[ -S "$SOCK" ] && curl -s -m 2 -o /dev/null --unix-socket "$SOCK" http://localhost/ && return 0
+		kill -0 "$KPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	fail "snapshot $NAME-starts" "kestrel --api-sock did not come up: $(head -c 300 "$T/$NAME.err")"
+	return 1
+}
+
+kill9() { kill -KILL "$KPID" 2>/dev/null; wait "$KPID" 2>/dev/null; }
+
+# boot NAME MEM_MIB MACHINE_EXTRA BOOT_ARGS: a counter VM started through the API,
+# its console in $T/NAME.con.
+boot() {
+	start "$1" || return 1
+	api PUT /boot-source "{\"kernel_image_path\": \"$COUNTER\", \"boot_args\": \"$4\"}"
+	[ "$code" = 204 ] || { expect "$1-boot-source" 204; return 1; }
+	api PUT /machine-config "{\"vcpu_count\": 1, \"mem_size_mib\": $2$3}"
+	[ "$code" = 204 ] || { expect "$1-machine-config" 204; return 1; }
+	api PUT /serial "{\"serial_out_path\": \"$T/$1.con\"}"
+	[ "$code" = 204 ] || { expect "$1-serial" 204; return 1; }
+	api PUT /actions '{"action_type": "InstanceStart"}'
+	expect "$1-instance-start" 204
+}
+
+# restore NAME STATE MEM RESUME [EXTRA-JSON]: a fresh process loads the snapshot;
+# its console goes to $T/NAME.con. The load's HTTP status stays in $code.
+restore() {
+	start "$1" || return 1
+	api PUT /serial "{\"serial_out_path\": \"$T/$1.con\"}"
+	api PUT /snapshot/load "{\"snapshot_path\": \"$2\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$3\"}, \"resume_vm\": $4${5:-}}"
+	load_ms=$ms
+}
+
+# snap TYPE STATE MEM: pause (if not yet) and PUT /snapshot/create.
+snap() {
+	api PATCH /vm '{"state": "Paused"}'
+	[ "$code" = 204 ] || return 0
+	api PUT /snapshot/create "{\"snapshot_type\": \"$1\", \"snapshot_path\": \"$2\", \"mem_file_path\": \"$3\"}"
+}
+
+last_count() { grep -ao 'count [0-9]*' "$1" 2>/dev/null | tail -n 1 | cut -d' ' -f2; }
+
+# wait_count FILE N [SECS]: the console file shows count N or more.
+wait_count() {
+	local i c
+	for i in $(seq $((${3:-5} * 20))); do
+		c=$(last_count "$1")
+		[ -n "$c" ] && [ "$c" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# continuous NAME MIN_NEW FILE...: the files, concatenated, count 0, 1, 2, ...
+# without a gap, repeat or restart, and the last file adds MIN_NEW counts or more.
+continuous() {
+	local name=$1 min=$2 why
+	shift 2
+	wait_count "${@: -1}" 0 3   # the restored process has printed something
+	sleep 0.2
+	if why=$(python3 - "$min" "$@" <<'PY'
+import re, sys
+need, files = int(sys.argv[1]), sys.argv[2:]
+parts = [open(f, 'rb').read() for f in files]
+data, edge = b''.join(parts), sum(len(p) for p in parts[:-1])
+hits = [(int(m.group(1)), m.end()) for m in re.finditer(rb'count (\d+)\r?\n', data)]
+nums = [n for n, _ in hits]
+before = [n for n, end in hits if end <= edge]
+after = [n for n, end in hits if end > edge]
+for i, n in enumerate(nums):
+    if n != i:
+        print(f"count {n} where {i} was due (before: ..{before[-3:]}, after: {after[:3]}..)")
+        sys.exit(1)
+if len(after) < need:
+    print(f"only {len(after)} new counts after {before[-1:] or 'none'}, want {need}")
+    sys.exit(1)
+print(f"{before[-1] if before else '-'} -> {after[0]}..{after[-1]}")
+PY
+	); then
+		pass "snapshot $name"
+		echo "# $name: $why"
+	else
+		fail "snapshot $name" "$why"
+		for f in "$@"; do show_tail "$f" 3; done
+		show_tail "$T/$NAME.err" 8
+	fi
+}
+
+# moves FILE: the count advances within 2 s; stays FILE: unchanged across 300 ms.
+moves() {
+	local a b i
+	a=$(last_count "$1")
+	for i in $(seq 40); do
+		sleep 0.05
+		b=$(last_count "$1")
+		[ -n "$b" ] && [ "$b" != "${a:-}" ] && return 0
+	done
+	return 1
+}
+stays() {
+	local a b
+	a=$(stat -c %s "$1")
+	sleep 0.3
+	b=$(stat -c %s "$1")
+	[ "$a" = "$b" ]
+}
+
+state_is() { api GET /; [ "$code" = 200 ] && grep -q "\"state\":\"$1\"" "$T/resp"; }
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# snapfile MODE IN OUT [ARG]: a doctored copy of a state file (see snap.h for the layout).
+snapfile() {
+	python3 - "$@" <<'PY'
+import struct, sys, zlib
+mode, src, dst = sys.argv[1:4]
+arg = sys.argv[4] if len(sys.argv) > 4 else None
+b = bytearray(open(src, 'rb').read())
+magic, ver, nsec, flen, hcrc = struct.unpack_from('<8sIIQI', b, 0)
+secs, off = [], 28
+for _ in range(nsec):
+    name, sver, flags, plen, crc = struct.unpack_from('<24sIIQI', b, off)
+    secs.append([name, sver, flags, bytes(b[off + 44:off + 44 + plen])])
+    off += 44 + plen
+def build(ver, secs):
+    body = b''
+    for name, sver, flags, payload in secs:
+        h = struct.pack('<24sIIQ', name, sver, flags, len(payload))
+        body += h + struct.pack('<I', zlib.crc32(h + payload)) + payload
+    h = struct.pack('<8sIIQ', magic, ver, len(secs), 28 + len(body))
+    return h + struct.pack('<I', zlib.crc32(h)) + body
+if mode == 'truncate':
+    out = b[:len(b) - int(arg)]
+elif mode == 'flip':
+    out = bytearray(b)
+    out[int(arg) if int(arg) >= 0 else len(b) // 2] ^= 0x40
+elif mode == 'version':
+    out = build(int(arg), secs)
+elif mode == 'append':     # one stray byte at the end of a section, CRCs made right
+    for s in secs:
+        if s[0].rstrip(b'\0').decode() == arg:
+            s[3] += b'\x00'
+    out = build(ver, secs)
+elif mode == 'drop':
+    out = build(ver, [s for s in secs if s[0].rstrip(b'\0').decode() != arg])
+elif mode == 'sections':
+    print(' '.join(s[0].rstrip(b'\0').decode() for s in secs))
+    sys.exit(0)
+open(dst, 'wb').write(out)
+PY
+}
+
+# ---- 1. boot through the API, pause and resume ---------------------------
+
+ARGS="delay_ms=10"
+if boot a 64 "" "$ARGS"; then
+	wait_count "$T/a.con" 5 5 && pass "snapshot boot-counter-runs" || fail "snapshot boot-counter-runs" "count '$(last_count "$T/a.con")'"
+	api PATCH /vm '{"state": "Paused"}'
+	expect pause 204
+	state_is Paused && pass "snapshot pause-state" || fail "snapshot pause-state" "$(cat "$T/resp")"
+	stays "$T/a.con" && stays "$T/a.con" && pass "snapshot paused-count-stops" \
+		|| fail "snapshot paused-count-stops" "count $(last_count "$T/a.con") still moving"
+	api PATCH /vm '{"state": "Resumed"}'
+	expect resume 204
+	moves "$T/a.con" && pass "snapshot resumed-count-advances" || fail "snapshot resumed-count-advances" "count stuck at $(last_count "$T/a.con")"
+	# A Diff snapshot needs dirty page tracking.
+	snap Diff "$T/a-diff.state" "$T/a-diff.mem"
+	expect diff-without-tracking-refused 400 "track_dirty_pages"
+	check "snapshot diff-refused-leaves-no-files" test ! -e "$T/a-diff.state" -a ! -e "$T/a-diff.mem"
+
+	# ---- 2. full snapshot, kill -9, restore in a new process -----------------
+	snap Full "$T/a.state" "$T/a.mem"
+	expect full-snapshot 204
+	stays "$T/a.con" || fail "snapshot snapshot-keeps-paused" "count moved after the snapshot"
+	kill9
+	echo "# state file $(stat -c %s "$T/a.state") bytes, memory file $(du -k "$T/a.mem" | cut -f1) KiB allocated of $(stat -c %s "$T/a.mem") bytes"
+	restore b "$T/a.state" "$T/a.mem" true
+	expect load-resume 204
+	echo "# restore (64 MiB, resume_vm=true) took $load_ms ms"
+	state_is Running && pass "snapshot load-state-running" || fail "snapshot load-state-running" "$(cat "$T/resp")"
+	continuous restored-count-continues 20 "$T/a.con" "$T/b.con"
+	kill9
+
+	restore c "$T/a.state" "$T/a.mem" false
+	expect load-paused 204
+	state_is Paused && pass "snapshot load-paused-state" || fail "snapshot load-paused-state" "$(cat "$T/resp")"
+	sleep 0.3
+	[ ! -s "$T/c.con" ] && pass "snapshot load-paused-guest-waits" || fail "snapshot load-paused-guest-waits" "console: $(head -c 100 "$T/c.con")"
+	api PATCH /vm '{"state": "Resumed"}'
+	expect load-paused-then-resumed 204
+	continuous resumed-count-continues 20 "$T/a.con" "$T/c.con"
+
+	# ---- 6. a full snapshot of a restored VM restores again -------------------
+	wait_count "$T/c.con" "$(( $(last_count "$T/c.con") + 10 ))" 5
+	snap Full "$T/c.state" "$T/c.mem"
+	expect restored-full-snapshot 204
+	snap Full "$T/c2.state" "$T/a.mem"
+	expect restored-full-onto-own-memory-refused 400 "mapped from"
+	kill9
+	restore d "$T/c.state" "$T/c.mem" true
+	expect second-generation-load 204
+	continuous second-generation-continues 20 "$T/a.con" "$T/c.con" "$T/d.con"
+	kill9
+fi
+
+# ---- 4. refusals, each leaving the process usable ----------------------------
+
+if [ -f "$T/a.state" ]; then
+	A=$T/a.state
+	snapfile truncate "$A" "$T/bad-trunc.state" 100
+	snapfile flip "$A" "$T/bad-flip.state" -1
+	snapfile flip "$A" "$T/bad-magic.state" 1
+	snapfile version "$A" "$T/bad-version.state" 99
+	snapfile append "$A" "$T/bad-uart.state" uart.com1
+	snapfile drop "$A" "$T/bad-nortc.state" rtc
+	echo "# sections: $(snapfile sections "$A" -)"
+	truncate -s 32M "$T/short.mem"
+	cp --sparse=always "$T/a.mem" "$T/long.mem"; truncate -s 65M "$T/long.mem"
+
+	start r
+	refuse() { # NAME STATE MEM PATTERN
+		api PUT /snapshot/load "{\"snapshot_path\": \"$2\", \"mem_file_path\": \"$3\", \"resume_vm\": true}"
+		local msg
+		msg=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["fault_message"])' "$T/resp" 2>/dev/null)
+		if [ "$code" = 400 ] && grep -qi -- "$4" <<<"$msg" && [ "$(printf '%s' "$msg" | wc -l)" = 0 ]; then
+			pass "snapshot refuse-$1"
+			echo "# refuse-$1: $msg"
+		else
+			fail "snapshot refuse-$1" "HTTP $code, want 400 with one line matching '$4': $(head -c 300 "$T/resp")"
+		fi
+		state_is "Not started" && pass "snapshot refuse-$1-not-started" || fail "snapshot refuse-$1-not-started" "$(cat "$T/resp")"
+	}
+	refuse truncated "$T/bad-trunc.state" "$T/a.mem" "truncated"
+	refuse flipped-byte "$T/bad-flip.state" "$T/a.mem" "corrupted"
+	refuse bad-magic "$T/bad-magic.state" "$T/a.mem" "not a kestrel snapshot"
+	refuse wrong-version "$T/bad-version.state" "$T/a.mem" "version 99"
+	refuse section-leftover "$T/bad-uart.state" "$T/a.mem" "uart.com1"
+	refuse section-missing "$T/bad-nortc.state" "$T/a.mem" "'rtc'"
+	refuse mem-too-small "$A" "$T/short.mem" "short.mem is 33554432 bytes"
+	refuse mem-too-large "$A" "$T/long.mem" "long.mem is"
+	refuse state-missing "$T/nope.state" "$T/a.mem" "nope.state: No such file"
+	refuse mem-missing "$A" "$T/nope.mem" "nope.mem: No such file"
+	refuse state-is-directory "$T" "$T/a.mem" "not a regular file"
+	api PUT /serial "{\"serial_out_path\": \"$T/r.con\"}"
+	api PUT /snapshot/load "{\"snapshot_path\": \"$A\", \"mem_file_path\": \"$T/a.mem\", \"resume_vm\": true}"
+	expect refusals-then-valid-load 204
+	continuous after-refusals-count-continues 10 "$T/a.con" "$T/r.con"
+	kill9
+fi
+
+# ---- 3. restore maps RAM lazily: a 2 GiB guest --------------------------------
+
+if boot big 2048 "" "$ARGS"; then
+	wait_count "$T/big.con" 5 5
+	snap Full "$T/big.state" "$T/big.mem"
+	expect big-full-snapshot 204
+	echo "# 2 GiB guest: memory file $(du -k "$T/big.mem" | cut -f1) KiB allocated, source VmRSS $(rss_kib "$KPID") KiB"
+	kill9
+	restore big2 "$T/big.state" "$T/big.mem" true
+	expect big-load 204
+	echo "# restore (2 GiB, resume_vm=true) took $load_ms ms; kestrel says: $(grep -o 'restored in [0-9.]* ms' "$T/big2.err")"
+	sleep 0.5
+	rss=$(rss_kib "$KPID")
+	echo "# restored 2 GiB guest: VmRSS ${rss:-?} KiB after 0.5 s"
+	if [ -n "$rss" ] && [ "$rss" -lt $((256 * 1024)) ]; then pass "snapshot big-restore-rss-small"
+	else fail "snapshot big-restore-rss-small" "VmRSS ${rss:-?} KiB, want < 256 MiB"; fi
+	continuous big-count-continues 10 "$T/big.con" "$T/big2.con"
+	# Snapshotting the restored VM again must not fault in all of its RAM either.
+	snap Full "$T/big3.state" "$T/big3.mem"
+	expect big-restored-full-snapshot 204
+	echo "# full snapshot of the restored 2 GiB guest took $ms ms; VmRSS after it $(rss_kib "$KPID") KiB"
+	kill9
+fi
+
+# ---- 5. diff snapshots layered onto the full one -------------------------------
+
+if boot e 64 ', "track_dirty_pages": true' "$ARGS"; then
+	wait_count "$T/e.con" 5 5
+	snap Full "$T/e-full.state" "$T/e.mem"
+	expect tracked-full-snapshot 204
+	api PATCH /vm '{"state": "Resumed"}'
+	wait_count "$T/e.con" "$(( $(last_count "$T/e.con") + 30 ))" 5
+	snap Diff "$T/e-diff.state" "$T/e.mem"
+	expect diff-snapshot 204
+	grep -o 'diff: [0-9]* dirty pages written' "$T/e.err" | sed 's/^/# /'
+	kill9
+	restore f "$T/e-diff.state" "$T/e.mem" true ', "enable_diff_snapshots": true'
+	expect diff-load 204
+	continuous diff-restore-continues 20 "$T/e.con" "$T/f.con"
+	# A second diff, taken by the restored VM onto the same memory file.
+	wait_count "$T/f.con" "$(( $(last_count "$T/f.con") + 20 ))" 5
+	snap Diff "$T/f-diff.state" "$T/e.mem"
+	expect restored-diff-snapshot 204
+	kill9
+	restore g "$T/f-diff.state" "$T/e.mem" true
+	expect second-diff-load 204
+	continuous second-diff-continues 20 "$T/e.con" "$T/f.con" "$T/g.con"
+	kill9
+fi
+
+# ---- 7. interrupt-driven counter: LAPIC timer and irqchip state --------------
+
+if boot i 64 "" "mode=irq delay_ms=10"; then
+	if wait_count "$T/i.con" 10 5; then
+		snap Full "$T/i.state" "$T/i.mem"
+		expect irq-full-snapshot 204
+		kill9
+		restore j "$T/i.state" "$T/i.mem" true
+		expect irq-load 204
+		continuous irq-restore-continues 20 "$T/i.con" "$T/j.con"
+		kill9
+	else
+		skip "snapshot irq-restore" "the counter's LAPIC timer mode does not run here: $(tail -n 2 "$T/i.con" | tr '\r\n' '  ')"
+		kill9
+	fi
+fi
+
+[ "$CHECK_FAILS" = 0 ]
