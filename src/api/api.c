@@ -510,9 +510,10 @@ static enum MHD_Result api_serve(struct api *a, struct MHD_Connection *conn, con
 	struct api_req r = { .a = a, .body = c->body, .len = c->len };
 	const struct api_route_def *def;
 	enum MHD_Result ret;
-	char u[80], msg[160];
+	char u[80], msg[160], m[24];
 	int route, e;
 
+	method = api_printable(m, sizeof(m), method);
 	route = api_route_find(url, &r.id);
 	if (route < 0) {
 		snprintf(msg, sizeof(msg), "unknown path '%s'", api_printable(u, sizeof(u), url));
@@ -524,10 +525,8 @@ static enum MHD_Result api_serve(struct api *a, struct MHD_Connection *conn, con
 	r.method = !strcmp(method, "GET") ? M_GET : !strcmp(method, "PUT") ? M_PUT :
 		   !strcmp(method, "PATCH") ? M_PATCH : 0;
 	if (!(def->methods & r.method)) {
-		char m[24];
-
 		snprintf(msg, sizeof(msg), "method %s is not allowed on %s (allowed: %s)",
-			 api_printable(m, sizeof(m), method), api_printable(u, sizeof(u), url), def->allow);
+			 method, api_printable(u, sizeof(u), url), def->allow);
 		log_info("api", "%s: 405", msg);
 		return api_reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, msg, def->allow);
 	}

@@ -9,12 +9,12 @@ static enum log_level log_level = LOG_WARN;
 
 void log_set_level(enum log_level lvl)
 {
-	log_level = lvl;
+	__atomic_store_n(&log_level, lvl, __ATOMIC_RELAXED);
 }
 
 enum log_level log_get_level(void)
 {
-	return log_level;
+	return __atomic_load_n(&log_level, __ATOMIC_RELAXED);
 }
 
 void log_msg(enum log_level lvl, const char *tag, const char *fmt, ...)
@@ -24,7 +24,7 @@ void log_msg(enum log_level lvl, const char *tag, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (lvl > log_level)
+	if (lvl > __atomic_load_n(&log_level, __ATOMIC_RELAXED))
 		return;
 	n = snprintf(line, sizeof(line), "kestrel: %s: %s: ", names[lvl], tag);
 	va_start(ap, fmt);

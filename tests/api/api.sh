@@ -217,6 +217,7 @@ api PUT /boot-source "{\"kernel_image_path\": \"$COUNTER\"}"
 expect pre-boot-source 204
 bad pre-load-after-config PUT /snapshot/load '{"snapshot_path": "s", "mem_file_path": "m"}' 400 "after boot resources"
 stop_kestrel
+[ "$krc" = 143 ] && pass "api pre-sigterm-status" || fail "api pre-sigterm-status" "status $krc, want 143: $(head -c 300 "$T/pre.err")"
 check "api pre-socket-removed" test ! -e "$SOCK"
 
 # ---- from here on the VM runs ----------------------------------------------
@@ -383,6 +384,7 @@ bad load-twice PUT /snapshot/load "{\"snapshot_path\": \"$T/snap.state\", \"mem_
 bad load-then-start PUT /actions '{"action_type": "InstanceStart"}' 400 "already started"; still_running load-then-start
 bad load-then-drive PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/rootfs.img\", \"is_root_device\": true}" 400 "cannot be changed"
 stop_kestrel
+[ "$krc" = 143 ] && pass "api load-sigterm-status" || fail "api load-sigterm-status" "status $krc, want 143: $(head -c 300 "$T/load.err")"
 
 # ---- 4. --config-file alone (guest-hello prints its command line) -------
 
