@@ -6,17 +6,16 @@
  * Full snapshots write only the RAM pages the guest ever touched (the
  * memfd's data extents; for a restored VM, the pages written since the restore
  * plus the memory file's data extents) into a sparse file, via PATH.tmp and
- * rename. Diff snapshots write the pages dirtied since
- * the previous snapshot (KVM's dirty log plus the VMM's own device writes) into
- * the memory file in place: point it at the base snapshot's memory file to
- * layer the diff onto it, or at a new file to get a sparse diff.
+ * rename. Diff snapshots write the pages dirtied since the previous snapshot
+ * (KVM's dirty log plus the VMM's own device writes) into the memory file in
+ * place: point it at the base snapshot's memory file to layer the diff onto
+ * it, or at a new file to get a sparse diff.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "machine_priv.h"
@@ -389,14 +388,6 @@ static int mem_write_diff(struct machine *m, int fd, const uint64_t *bm, uint64_
 	return 0;
 }
 
-static bool same_file(int fd, const char *path)
-{
-	struct stat a, b;
-
-	return fd >= 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
-	       a.st_ino == b.st_ino;
-}
-
 /*
  * A snapshot that fails after the dirty logs were read must not lose those
  * pages: put them back into the VMM's own dirty bitmap, so the next Diff
@@ -507,11 +498,6 @@ int machine_snapshot(struct machine *m, bool diff, const char *state_path, const
 		snprintf(err, errlen, "diff snapshots need dirty page tracking (track_dirty_pages)");
 		return -EINVAL;
 	}
-	if (!diff && m->restored && same_file(m->vm.gm.memfd, mem_path)) {
-		snprintf(err, errlen, "memory file %s is the file this VM's RAM is mapped from; "
-			 "write a full snapshot elsewhere", mem_path);
-		return -EINVAL;
-	}
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", mem_path) >= sizeof(tmp)) {
 		snprintf(err, errlen, "memory file path too long");
 		return -ENAMETOOLONG;
@@ -541,7 +527,9 @@ int machine_snapshot(struct machine *m, bool diff, const char *state_path, const
 	/*
 	 * Never leave a state file next to a memory file from another moment:
 	 * a Full memory file waits as PATH.tmp until the state file is written
-	 * (and the state file goes if the rename fails).
+	 * (and the state file goes if the rename fails). The rename also makes
+	 * a Full snapshot onto the memory file a restored VM runs from safe:
+	 * its private mapping keeps the old file.
 	 */
 	e = diff ? mem_write_diff_file(m, mem_path, bm, err, errlen) : mem_write_full_file(m, tmp, err, errlen);
 	if (e < 0)

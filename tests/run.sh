@@ -78,6 +78,7 @@ fi
 section "KVM tests (freestanding guests)"
 stage kvm env BUILD="$root/$BUILD" KESTREL_ASAN="$root/$ASAN_BUILD/kestrel" tests/kvm/test_guests.sh
 stage kvm-vmstate env BUILD="$root/$BUILD" KESTREL="$root/$BUILD/kestrel" tests/kvm/test_vmstate.sh
+stage kvm-snapshot env BUILD="$root/$BUILD" tests/kvm/test_snapshot.sh
 
 section "API tests (control API over the Unix socket)"
 stage api env BUILD="$root/$BUILD" tests/api/api.sh

@@ -252,6 +252,11 @@ static int api_get(struct api_req *r)
 		break;
 	}
 	case R_VM_CONFIG:
+		/* The API never saw a restored VM's devices: they come from the snapshot. */
+		if (a->loaded)
+			return api_fail(r, 400, "GET /vm/config is not available for a VM loaded from a "
+					"snapshot (its configuration is in the snapshot file); GET "
+					"/machine-config shows its size");
 		r->json = fc_config_to_json(&a->cfg);
 		break;
 	default:

@@ -127,7 +127,7 @@ state_is() { # STATE: GET / reports it
 
 # still_running NAME: after a rejected request the VM runs on, unchanged.
 still_running() {
-	if state_is Running && counter_moves 2; then pass "api $1: VM still running"
+	if state_is Running && counter_moves 6; then pass "api $1: VM still running"
 	else fail "api $1: VM still running" "state or counter changed: $(head -c 200 "$T/resp")"; fi
 }
 
@@ -288,7 +288,7 @@ start_kestrel run --config-file "$T/vm.json" --id runner || exit 1
 sleep 0.3
 api GET /
 expect run-info-running 200 '"state":"Running"'
-counter_moves 2 && pass "api run-counter-advances" || fail "api run-counter-advances" "count $(last_count "$CON")"
+counter_moves 6 && pass "api run-counter-advances" || fail "api run-counter-advances" "count $(last_count "$CON")"
 api GET /vm/config
 expect run-vm-config 200 "\"kernel_image_path\":\"$COUNTER\""
 api GET /machine-config
@@ -349,7 +349,7 @@ rc=$?
 	&& pass "api cli-status" || fail "api cli-status" "status $rc: $(cat "$T/status.out" "$T/status.err")"
 "$KESTREL" resume --api-sock "$SOCK" >"$T/cli.out" 2>&1
 rc=$?
-[ "$rc" = 0 ] && state_is Running && counter_moves 2 && pass "api cli-resume" || fail "api cli-resume" "status $rc: $(cat "$T/cli.out")"
+[ "$rc" = 0 ] && state_is Running && counter_moves 6 && pass "api cli-resume" || fail "api cli-resume" "status $rc: $(cat "$T/cli.out")"
 "$KESTREL" snapshot --api-sock "$SOCK" --snapshot-path "$T/s2" --mem-path "$T/m2" >"$T/cli.out" 2>"$T/cli.err"
 rc=$?
 [ "$rc" = 1 ] && [ "$(wc -l <"$T/cli.err")" = 1 ] && grep -q "paused" "$T/cli.err" \
@@ -377,7 +377,7 @@ api PUT /snapshot/load "{\"snapshot_path\": \"$T/snap.state\", \"mem_backend\": 
 expect load-snapshot 204
 sleep 0.3
 first=$(grep -o 'count [0-9]*' "$CON" 2>/dev/null | head -n 1 | cut -d' ' -f2)
-if [ -n "$first" ] && [ "$first" -ge "${snap_count:-0}" ] && counter_moves 2; then pass "api load-counter-continues"
+if [ -n "$first" ] && [ "$first" -ge "${snap_count:-0}" ] && counter_moves 6; then pass "api load-counter-continues"
 else fail "api load-counter-continues" "first count '${first}' after the snapshot's ${snap_count:-?}"; show_tail "$T/load.err"; fi
 state_is Running && pass "api load-state-running" || fail "api load-state-running" "$(cat "$T/resp")"
 bad load-twice PUT /snapshot/load "{\"snapshot_path\": \"$T/snap.state\", \"mem_file_path\": \"$T/snap.mem\"}" 400 "only be loaded before"; still_running load-twice
