@@ -192,6 +192,15 @@ int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t 
 
 /* --- reader --------------------------------------------------------- */
 
+/* Names go into error messages: visible ASCII only. */
+static bool snap_name_ok(const char *name)
+{
+	for (const char *c = name; *c; c++)
+		if (*c < 0x21 || *c > 0x7e)
+			return false;
+	return true;
+}
+
 static int snap_parse(struct snap_reader *r, char *err, size_t errlen)
 {
 	const uint8_t *b = r->buf;
@@ -236,7 +245,7 @@ static int snap_parse(struct snap_reader *r, char *err, size_t errlen)
 			return -EINVAL;
 		}
 		memcpy(name, h, SNAP_NAME_LEN);
-		if (name[SNAP_NAME_LEN - 1] != '\0' || name[0] == '\0') {
+		if (name[SNAP_NAME_LEN - 1] != '\0' || name[0] == '\0' || !snap_name_ok(name)) {
 			snprintf(err, errlen, "snapshot section %u has a bad name", i);
 			return -EINVAL;
 		}
