@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "devices/virtio/net.h"
 #include "loop/loop.h"
 #include "machine_priv.h"
 #include "snapshot/snap.h"
@@ -308,8 +309,20 @@ static int vmm_override_net(struct machine_config *c, const char *id, const char
 			return -EINVAL;
 		}
 		rest = strchr(c->nets[i], ',');
-		if (asprintf(&spec, "tap=%s%s", tap, rest ? rest : "") < 0)
+		if (!rest || !strstr(rest, ",mac=")) {
+			/* The default MAC is derived from the TAP name: keep the guest's MAC. */
+			char seed[64];
+			uint8_t mac[6];
+
+			snprintf(seed, sizeof(seed), "%.*s", (int)(rest ? (size_t)(rest - c->nets[i]) :
+								  strlen(c->nets[i])), c->nets[i]);
+			net_default_mac(seed, 0, mac);
+			if (asprintf(&spec, "tap=%s%s,mac=%02x:%02x:%02x:%02x:%02x:%02x", tap, rest ? rest : "",
+				     mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]) < 0)
+				return -ENOMEM;
+		} else if (asprintf(&spec, "tap=%s%s", tap, rest) < 0) {
 			return -ENOMEM;
+		}
 		free((char *)c->nets[i]);
 		c->nets[i] = spec;
 		return 0;

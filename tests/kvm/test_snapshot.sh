@@ -563,11 +563,29 @@ if [ -c /dev/net/tun ] && ip tuntap add dev "$TAP" mode tap 2>/dev/null; then
 	if grep -q "vnet done" "$T/x.con"; then
 		skip "snapshot vnet-mid-io" "the guest finished before the snapshot"
 	else
-		restore y "$T/x.state" "$T/x.mem" true
+		# network_overrides: an unknown interface is refused (nothing loaded), then the
+		# NIC comes back on a second TAP device and the frames go there.
+		TAP2=ksnapo$$
+		ip tuntap add dev "$TAP2" mode tap 2>/dev/null && ip link set "$TAP" up && ip link set "$TAP2" up
+		restore y "$T/x.state" "$T/x.mem" true ", \"network_overrides\": [{\"iface_id\": \"eth9\", \"host_dev_name\": \"$TAP2\"}]"
+		expect vnet-override-unknown-refused 400 "eth9"
+		state_is "Not started" && pass "snapshot vnet-override-refused-not-started" ||
+			fail "snapshot vnet-override-refused-not-started" "$(head -c 200 "$T/resp")"
+		before1=$(cat "/sys/class/net/$TAP/statistics/rx_packets" 2>/dev/null || echo 0)
+		before2=$(cat "/sys/class/net/$TAP2/statistics/rx_packets" 2>/dev/null || echo 0)
+		api PUT /snapshot/load "{\"snapshot_path\": \"$T/x.state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/x.mem\"}, \"resume_vm\": true, \"network_overrides\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"$TAP2\"}]}"
 		expect vnet-load 204
 		wait_exit 20
 		if [ "$krc" = 0 ] && grep -q "vnet done n=400000 .*frames=400000" "$T/y.con"; then pass "snapshot vnet-mid-io-completes"
 		else fail "snapshot vnet-mid-io-completes" "status $krc: $(tail -n 2 "$T/x.con" "$T/y.con" | tr '\r\n' '  ')"; show_tail "$T/y.err" 5; fi
+		after1=$(cat "/sys/class/net/$TAP/statistics/rx_packets" 2>/dev/null || echo 0)
+		after2=$(cat "/sys/class/net/$TAP2/statistics/rx_packets" 2>/dev/null || echo 0)
+		if [ "$((after2 - before2))" -gt 0 ] && [ "$after1" = "$before1" ]; then
+			pass "snapshot vnet-network-override"
+		else
+			fail "snapshot vnet-network-override" "frames after restore: $TAP +$((after1 - before1)), $TAP2 +$((after2 - before2))"
+		fi
+		ip link del "$TAP2" 2>/dev/null
 	fi
 	ip link del "$TAP" 2>/dev/null
 else
