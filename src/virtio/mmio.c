@@ -290,9 +290,8 @@ int virtio_mmio_load(struct virtio_mmio *vm, struct snap_sec *s, bool apply, cha
 		snprintf(err, errlen, "interrupt status %#x has bits other than queue and configuration", isr);
 	else
 		rc = virtio_dev_load_check(d, s, st, err, errlen);
-	dev_at = *s;
-	if (rc == 0 && d->ops->load)
-		rc = d->ops->load(d, s, false, err, errlen);
+	if (rc == 0)
+		rc = virtio_dev_load_check_device(d, s, &dev_at, err, errlen);
 	if (rc < 0) {
 		snap_sec_fail(s);
 		goto out;
@@ -300,13 +299,9 @@ int virtio_mmio_load(struct virtio_mmio *vm, struct snap_sec *s, bool apply, cha
 	if (!apply)
 		goto out;
 
-	/* The core first: committing it resets a running device, which must not undo the device's part. */
-	virtio_dev_load_commit(d, st);
-	if (d->ops->load) {
-		rc = d->ops->load(d, &dev_at, true, err, errlen);
-		if (rc < 0)
-			goto out;
-	}
+	rc = virtio_dev_load_commit(d, st, &dev_at, err, errlen);
+	if (rc < 0)
+		goto out;
 	pthread_mutex_lock(&vm->lock);
 	vm->dfselect = dfsel;
 	vm->gfselect = gfsel;

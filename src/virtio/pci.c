@@ -761,9 +761,8 @@ int virtio_pci_load(struct virtio_pci *vp, struct snap_sec *s, bool apply, char 
 			rc = -EINVAL;
 		}
 	}
-	dev_at = *s;
-	if (rc == 0 && d->ops->load)
-		rc = d->ops->load(d, s, false, err, errlen);
+	if (rc == 0)
+		rc = virtio_dev_load_check_device(d, s, &dev_at, err, errlen);
 	if (rc == 0 && vpci_load_cfg(vp, s, cfg) < 0) {
 		/* The PCI layer logged which byte it refused. */
 		snprintf(err, errlen, "PCI configuration space does not fit this device (see the log)");
@@ -782,12 +781,9 @@ int virtio_pci_load(struct virtio_pci *vp, struct snap_sec *s, bool apply, char 
 	 * undo the device's own part; the config space before the registers,
 	 * which take MSI-X enable and mask from it.
 	 */
-	virtio_dev_load_commit(d, st);
-	if (d->ops->load) {
-		rc = d->ops->load(d, &dev_at, true, err, errlen);
-		if (rc < 0)
-			goto out;
-	}
+	rc = virtio_dev_load_commit(d, st, &dev_at, err, errlen);
+	if (rc < 0)
+		goto out;
 	pci_dev_load_apply(&vp->pci, cfg);
 	vpci_commit_regs(vp, t);
 	rc = virtio_dev_restored(d);

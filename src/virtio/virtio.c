@@ -312,7 +312,15 @@ bad:
 	return -EINVAL;
 }
 
-void virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st)
+int virtio_dev_load_check_device(struct virtio_dev *d, struct snap_sec *s, struct snap_sec *dev_at,
+				 char *err, size_t errlen)
+{
+	*dev_at = *s;
+	return d->ops->load ? d->ops->load(d, s, false, err, errlen) : 0;
+}
+
+int virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st, struct snap_sec *dev_at,
+			   char *err, size_t errlen)
 {
 	pthread_mutex_lock(&d->lock);
 	/* A running device lets go of its queues first, as for a driver reset. */
@@ -324,6 +332,7 @@ void virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *
 	for (unsigned i = 0; i < d->num_queues; i++)
 		d->queues[i] = st->queues[i];
 	pthread_mutex_unlock(&d->lock);
+	return d->ops->load ? d->ops->load(d, dev_at, true, err, errlen) : 0;
 }
 
 int virtio_dev_restored(struct virtio_dev *d)

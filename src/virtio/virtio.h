@@ -181,12 +181,21 @@ struct virtio_dev_snap {
 int virtio_dev_load_check(const struct virtio_dev *d, struct snap_sec *s, struct virtio_dev_snap *st,
 			  char *err, size_t errlen);
 /*
- * Take over a checked state: a device that is running is reset first (its
- * reset op), then registers and queues are replaced. No side effects beyond
- * that: the transport re-creates its host plumbing and then calls
- * virtio_dev_restored().
+ * Check the device's own part of the state, which follows the core's at
+ * `s` (its load op with apply false; nothing changes). `dev_at` remembers
+ * where it starts, for virtio_dev_load_commit. 0 or -EINVAL with err.
  */
-void virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st);
+int virtio_dev_load_check_device(struct virtio_dev *d, struct snap_sec *s, struct snap_sec *dev_at,
+				 char *err, size_t errlen);
+/*
+ * Take over a checked state: a device that is running is reset first (its
+ * reset op), then registers and queues are replaced, then the device's own
+ * part at `dev_at` is applied (after the core, whose commit resets a running
+ * device and must not undo it). No side effects beyond that: the transport
+ * re-creates its host plumbing and then calls virtio_dev_restored().
+ */
+int virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st, struct snap_sec *dev_at,
+			   char *err, size_t errlen);
 /*
  * After a restore: a device whose driver had reached DRIVER_OK (and that
  * did not need a reset) resumes processing through its restore op (or

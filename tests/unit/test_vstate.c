@@ -1107,7 +1107,7 @@ static void test_net_partial_frame(void **state)
 	struct snap_writer w;
 	struct snap_reader *r;
 	struct virtio_dev_snap *st = malloc(sizeof(*st));
-	struct snap_sec s, c;
+	struct snap_sec s, c, dev_at;
 	struct vrd_buf bufs[4];
 	uint16_t heads[4];
 	uint8_t frame[FRAME], got[FRAME + 12], *copy;
@@ -1153,12 +1153,10 @@ static void test_net_partial_frame(void **state)
 	b = nfx_new(&rx, &tx, false);
 	s = find(r, "net");
 	assert_int_equal(virtio_dev_load_check(b->d, &s, st, err, sizeof(err)), 0);
-	assert_int_equal(b->d->ops->load(b->d, &s, false, err, sizeof(err)), 0);
-	s = find(r, "net");
-	assert_int_equal(virtio_dev_load_check(b->d, &s, st, err, sizeof(err)), 0);
-	virtio_dev_load_commit(b->d, st);
-	assert_int_equal(b->d->ops->load(b->d, &s, true, err, sizeof(err)), 0);
+	assert_int_equal(virtio_dev_load_check_device(b->d, &s, &dev_at, err, sizeof(err)), 0);
 	assert_int_equal(snap_sec_end(&s), 0);
+	assert_int_equal(virtio_dev_load_commit(b->d, st, &dev_at, err, sizeof(err)), 0);
+	assert_int_equal(snap_sec_end(&dev_at), 0);
 	assert_int_equal(virtio_dev_restored(b->d), 0);
 	assert_int_equal(b->be->offload_calls, 1);
 	assert_int_equal(b->d->status, 0x0f);
