@@ -631,6 +631,14 @@ static void test_snapshots(void **state)
 					      "{\"iface_id\": \"eth0\", \"host_dev_name\": \"b\"}]}"), &sl, err, sizeof(err)),
 		     "overridden twice");
 	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+					      "\"network_overrides\": [{\"iface_id\": \"eth0\", \"host_dev_name\": "
+					      "\"tap,mac=1\"}]}"), &sl, err, sizeof(err)),
+		     "is not a valid TAP device name");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+					      "\"network_overrides\": [{\"iface_id\": \"eth0\", \"host_dev_name\": "
+					      "\"a-name-longer-than-ifnamsiz\"}]}"), &sl, err, sizeof(err)),
+		     "is not a valid TAP device name");
+	assert_fails(fc_parse_snapshot_load(S("{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
 					      "\"network_overrides\": [{\"iface_id\": \"e0\", \"host_dev_name\": \"a\"}, "
 					      "{\"iface_id\": \"e1\", \"host_dev_name\": \"b\"}, {\"iface_id\": \"e2\", "
 					      "\"host_dev_name\": \"c\"}, {\"iface_id\": \"e3\", \"host_dev_name\": \"d\"}, "
