@@ -35,7 +35,7 @@
 
 #include "bus/bus.h"
 #include "devices/e1000.h"
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "loop/loop.h"
 #include "util/log.h"
 

@@ -14,7 +14,7 @@
  * RAM (guest address 0x10000): receive descriptors at +0x000, available ring
  * +0x400, used ring +0x500; transmit at +0x800, +0xc00, +0xd00; anything the
  * descriptors point at, anywhere in RAM. The bytes at +0xf10..+0xfff, which
- * no ring uses, also go to net_parse_spec() as a --net argument.
+ * no ring uses, also go to vnet_parse_spec() as a --net argument.
  *
  * Besides the sanitizers the harness checks what the rest of the VMM relies
  * on: the backend never gets an oversized or headerless frame, and the
@@ -204,9 +204,9 @@ static void fn_run(struct virtio_net *n, struct virtio_dev *d)
 		for (uint32_t len = 1; len <= 4 && off + len <= d->config_size; len *= 2)
 			d->ops->config_read(d, off, cfg, len);
 	d->ops->queue_notify(d, NET_TX_QUEUE);
-	net_poll(n);
+	vnet_poll(n);
 	d->ops->queue_notify(d, NET_RX_QUEUE);
-	net_poll(n);
+	vnet_poll(n);
 	d->ops->queue_notify(d, NET_TX_QUEUE);
 	d->ops->queue_notify(d, 7);    /* no such queue */
 }
@@ -214,12 +214,12 @@ static void fn_run(struct virtio_net *n, struct virtio_dev *d)
 /* The --net parser: a failure comes with a one-line message, a success with a usable config. */
 static void fn_parse(const uint8_t *p, size_t len)
 {
-	struct net_config cfg;
+	struct vnet_config cfg;
 	char spec[256], err[256] = "";
 
 	memcpy(spec, p, len);
 	spec[len] = '\0';
-	if (net_parse_spec(spec, &cfg, err, sizeof(err)) < 0) {
+	if (vnet_parse_spec(spec, &cfg, err, sizeof(err)) < 0) {
 		if (!err[0] || strchr(err, '\n'))
 			abort();
 		return;
@@ -234,11 +234,11 @@ static void fn_parse(const uint8_t *p, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct net_config cfg = { .mac = { 0x52, 0x54, 0, 1, 2, 3 }, .queue_size = 64 };
+	struct vnet_config cfg = { .mac = { 0x52, 0x54, 0, 1, 2, 3 }, .queue_size = 64 };
 	struct guest_mem gm;
 	struct virtio_net *n;
 	struct virtio_dev *d;
-	struct net_stats st;
+	struct vnet_stats st;
 	struct fn_be *be;
 	uint8_t h[FN_HDR] = { 0 };
 	char err[256];
@@ -263,9 +263,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned i = 0; i < be->nframes; i++)
 		be->len[i] = (uint32_t)(h[4 + 2 * i] | h[5 + 2 * i] << 8) % (NET_VNET_HDR_LEN + NET_MAX_FRAME + 1);
 	cfg.custom = &be->be;
-	if (net_new(&n, &cfg, &gm, err, sizeof(err)) < 0)
+	if (vnet_new(&n, &cfg, &gm, err, sizeof(err)) < 0)
 		abort();
-	d = net_virtio(n);
+	d = vnet_virtio(n);
 	d->tops = &fn_tops;
 
 	if (fn_start(d, h)) {
@@ -273,14 +273,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (h[0] & 128) {
 			/* A reset with whatever is in flight, then the same rings again. */
 			virtio_set_status(d, 0);
-			net_poll(n);
+			vnet_poll(n);
 			if (fn_start(d, h))
 				fn_run(n, d);
 		}
 	}
-	net_get_stats(n, &st);
+	vnet_get_stats(n, &st);
 	if (st.rx_packets + st.rx_dropped > be->nframes)
 		abort();
-	net_free(n);
+	vnet_free(n);
 	return 0;
 }

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "devices/virtio/rng.h"
 #include "loop/loop.h"
 #include "virtio/pci.h"

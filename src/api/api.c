@@ -32,7 +32,7 @@
 #include <microhttpd.h>
 
 #include "util/log.h"
-#include "vmm.h"
+#include "vmm/vmm.h"
 
 #define API_CONN_MEMORY  (32 * 1024)   /* per connection: headers and read buffer */
 #define API_MAX_CONNS    16

@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "machine.h"
-#include "vmm.h"
+#include "vmm/machine.h"
+#include "vmm/vmm.h"
 
 #define FC_BODY_MAX      (64 * 1024)   /* the largest request body or config file */
 #define FC_ID_MAX        64            /* drive_id, iface_id, instance id */

@@ -4,7 +4,7 @@
 #include "api/fc.h"
 #include "core/vm.h"
 #include "util/log.h"
-#include "vmm.h"
+#include "vmm/vmm.h"
 
 #include <errno.h>
 #include <fcntl.h>

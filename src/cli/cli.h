@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "machine.h"
+#include "vmm/machine.h"
 
 /* Exit statuses: 0 guest ended normally, 1 error, 2 usage. */
 #define CLI_EXIT_USAGE 2

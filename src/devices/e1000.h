@@ -21,7 +21,7 @@
 
 #include "backends/net.h"
 #include "bus/irq.h"
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "mem/gm.h"
 
 #define E1000_VENDOR_ID     0x8086

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "bus/irq.h"
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "loop/loop.h"
 #include "virtio/virtio.h"
 

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "devices/e1000.h"
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "loop/loop.h"
 #include "mem/gm.h"
 #include "util/log.h"

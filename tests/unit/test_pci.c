@@ -6,7 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "mem/layout.h"
 
 struct bar_dev {

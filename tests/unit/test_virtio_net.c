@@ -163,24 +163,24 @@ struct fx {
 /*
  * Real transports take their own lock here, and hold it while they call the
  * device's reset: the device must never interrupt with its lock held. Taking
- * that lock (net_get_stats) from here would hang the test if it did.
+ * that lock (vnet_get_stats) from here would hang the test if it did.
  */
 static void fx_notify_queue(struct virtio_dev *d, unsigned q)
 {
 	struct fx *x = d->transport;
-	struct net_stats st;
+	struct vnet_stats st;
 
 	assert_true(q < 2);
-	net_get_stats(x->n, &st);
+	vnet_get_stats(x->n, &st);
 	x->notified[q]++;
 }
 
 static void fx_notify_config(struct virtio_dev *d)
 {
 	struct fx *x = d->transport;
-	struct net_stats st;
+	struct vnet_stats st;
 
-	net_get_stats(x->n, &st);
+	vnet_get_stats(x->n, &st);
 	x->config_irqs++;
 }
 
@@ -225,7 +225,7 @@ static struct fx *fx_new_user_or_mtu(bool user, bool vnet_hdr, uint64_t features
 				     uint16_t mtu)
 {
 	struct fx *x = calloc(1, sizeof(*x));
-	struct net_config cfg = { .mac = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 }, .queue_size = qsize, .mtu = mtu };
+	struct vnet_config cfg = { .mac = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 }, .queue_size = qsize, .mtu = mtu };
 	char err[256] = "";
 	uint8_t s;
 
@@ -238,8 +238,8 @@ static struct fx *fx_new_user_or_mtu(bool user, bool vnet_hdr, uint64_t features
 		x->fb = fb_new(vnet_hdr);
 		cfg.custom = &x->fb->be;
 	}
-	assert_int_equal(net_new(&x->n, &cfg, &x->rx.gm, err, sizeof(err)), 0);
-	x->d = net_virtio(x->n);
+	assert_int_equal(vnet_new(&x->n, &cfg, &x->rx.gm, err, sizeof(err)), 0);
+	x->d = vnet_virtio(x->n);
 	x->d->tops = &fx_tops;
 	x->d->transport = x;
 	fx_program_queue(x->d, NET_RX_QUEUE, &x->rx);
@@ -269,16 +269,16 @@ static struct fx *fx_new(bool vnet_hdr, uint64_t features, uint16_t qsize)
 
 static void fx_free(struct fx *x)
 {
-	net_free(x->n);
+	vnet_free(x->n);
 	vrd_exit(&x->rx);
 	free(x);
 }
 
-static struct net_stats fx_stats(struct fx *x)
+static struct vnet_stats fx_stats(struct fx *x)
 {
-	struct net_stats st;
+	struct vnet_stats st;
 
-	net_get_stats(x->n, &st);
+	vnet_get_stats(x->n, &st);
 	return st;
 }
 
@@ -606,7 +606,7 @@ static void test_tx_backpressure_keeps_order(void **state)
 	/* The chain is the guest's again and may be rewritten: the device sends its copy. */
 	memset(vrd_host(&x->tx, le64toh(*(uint64_t *)vrd_host(&x->tx, x->tx.desc_gpa + 16ull * first, 8)),
 			NET_VNET_HDR_LEN + sizeof(f1)), 0xee, NET_VNET_HDR_LEN + sizeof(f1));
-	net_poll(x->n);   /* what the backend fd turning writable does */
+	vnet_poll(x->n);   /* what the backend fd turning writable does */
 	assert_int_equal(x->fb->out_count, 2);
 	assert_memory_equal(x->fb->out[0].data + NET_VNET_HDR_LEN, f1, sizeof(f1));
 	assert_memory_equal(x->fb->out[1].data + NET_VNET_HDR_LEN, f2, sizeof(f2));
@@ -653,7 +653,7 @@ static void test_tx_budget_bounded(void **state)
 	assert_true(x->fb->out_count < 300);
 	assert_true(x->fb->out_count >= 64);
 	/* ... and the rest follows on the next round. */
-	net_poll(x->n);
+	vnet_poll(x->n);
 	assert_int_equal(x->fb->out_count, 300);
 	fx_free(x);
 }
@@ -684,7 +684,7 @@ static void test_rx_single_buffers(void **state)
 	b2 = fx_rx_buf(x, 1526, &g2);
 	fb_queue(x->fb, NULL, f1, sizeof(f1));
 	fb_queue(x->fb, NULL, f2, sizeof(f2));
-	net_poll(x->n);
+	vnet_poll(x->n);
 
 	assert_true(vrd_get_used(&x->rx, &id, &len));
 	assert_int_equal(id, b1);
@@ -716,7 +716,7 @@ static void test_rx_chain_of_several_descriptors(void **state)
 	pattern(f, sizeof(f), 11);
 	vrd_publish(&x->rx, vrd_add_chain(&x->rx, b, 3));
 	fb_queue(x->fb, NULL, f, sizeof(f));
-	net_poll(x->n);
+	vnet_poll(x->n);
 	assert_true(vrd_get_used(&x->rx, &id, &len));
 	assert_int_equal(len, sizeof(got));
 	memcpy(got, vrd_host(&x->rx, b[0].gpa, 10), 10);
@@ -742,7 +742,7 @@ static void test_rx_mergeable(void **state)
 		b[i] = fx_rx_buf(x, 256, &g[i]);
 	fb_queue(x->fb, NULL, f, sizeof(f));
 	fb_queue(x->fb, NULL, small, sizeof(small));
-	net_poll(x->n);
+	vnet_poll(x->n);
 
 	/* 612 bytes over three 256-byte buffers, num_buffers 3 in the first. */
 	for (int i = 0; i < 3; i++) {
@@ -778,7 +778,7 @@ static void test_rx_mergeable_waits_for_more_buffers(void **state)
 	fx_rx_buf(x, 400, &g[1]);
 	fb_queue(x->fb, NULL, f, sizeof(f));
 	used0 = vrd_used_idx(&x->rx);
-	net_poll(x->n);
+	vnet_poll(x->n);
 	/* Two buffers are not enough: nothing may show in the used ring yet. */
 	assert_int_equal(vrd_used_idx(&x->rx), used0);
 	assert_int_equal(x->notified[NET_RX_QUEUE], 0);
@@ -808,8 +808,8 @@ static void test_rx_no_buffers_backend_not_read(void **state)
 		pattern(f[i], sizeof(f[i]), 20 + (unsigned)i);
 		fb_queue(x->fb, NULL, f[i], sizeof(f[i]));
 	}
-	net_poll(x->n);
-	net_poll(x->n);
+	vnet_poll(x->n);
+	vnet_poll(x->n);
 	/* No buffers: the backend keeps its frames, nothing is read or dropped. */
 	assert_int_equal(x->fb->recv_calls, 0);
 	assert_int_equal(x->fb->in_count, 3);
@@ -846,7 +846,7 @@ static void test_rx_no_buffers_with_loop(void **state)
 
 	assert_non_null(l);
 	pattern(f, sizeof(f), 30);
-	assert_int_equal(net_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach_loop(x->n, l), 0);
 	fb_queue(x->fb, NULL, f, sizeof(f));
 	for (int i = 0; i < 5; i++)
 		ran += loop_run_once(l, 0);
@@ -863,7 +863,7 @@ static void test_rx_no_buffers_with_loop(void **state)
 	assert_memory_equal(vrd_host(&x->rx, g + NET_VNET_HDR_LEN, sizeof(f)), f, sizeof(f));
 	assert_int_equal(x->fb->in_count, 0);
 
-	net_detach_loop(x->n);
+	vnet_detach_loop(x->n);
 	loop_free(l);
 	fx_free(x);
 }
@@ -878,7 +878,7 @@ static void test_rx_dead_backend_not_polled(void **state)
 	assert_non_null(l);
 	pattern(f, sizeof(f), 31);
 	fx_rx_buf(x, 1526, NULL);
-	assert_int_equal(net_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach_loop(x->n, l), 0);
 	x->fb->recv_error = -EIO;          /* e.g. the tap interface was deleted */
 	fb_queue(x->fb, NULL, f, sizeof(f));   /* its fd stays readable for ever */
 	for (int i = 0; i < 10; i++)
@@ -888,7 +888,7 @@ static void test_rx_dead_backend_not_polled(void **state)
 	assert_true(ran <= 3);
 	assert_int_equal(loop_run_once(l, 0), 0);
 	assert_int_equal(fx_stats(x).rx_errors, 1);
-	net_detach_loop(x->n);
+	vnet_detach_loop(x->n);
 	loop_free(l);
 	fx_free(x);
 }
@@ -907,7 +907,7 @@ static void test_rx_buffer_too_small_dropped(void **state)
 	fx_rx_buf(x, 200, &g2);
 	fb_queue(x->fb, NULL, big, sizeof(big));
 	fb_queue(x->fb, NULL, ok, sizeof(ok));
-	net_poll(x->n);
+	vnet_poll(x->n);
 	/* The buffer comes back empty, counted as a drop; the next frame still arrives. */
 	assert_true(vrd_get_used(&x->rx, &id, &len));
 	assert_int_equal(id, b1);
@@ -930,7 +930,7 @@ static void test_rx_readonly_chain_fails(void **state)
 	pattern(f, sizeof(f), 50);
 	vrd_publish(&x->rx, vrd_add_chain(&x->rx, &b, 1));
 	fb_queue(x->fb, NULL, f, sizeof(f));
-	net_poll(x->n);
+	vnet_poll(x->n);
 	assert_true(fx_failed(x));
 	assert_int_equal(x->config_irqs, 1);
 	/* Nothing was written into the read-only buffer. */
@@ -946,7 +946,7 @@ static void test_rx_mergeable_tiny_buffer_fails(void **state)
 	pattern(f, sizeof(f), 51);
 	fx_rx_buf(x, 8, NULL);   /* smaller than the header: not allowed with MRG_RXBUF */
 	fb_queue(x->fb, NULL, f, sizeof(f));
-	net_poll(x->n);
+	vnet_poll(x->n);
 	assert_true(fx_failed(x));
 	fx_free(x);
 }
@@ -971,7 +971,7 @@ static void test_rx_offload_header(void **state)
 	pattern(f, sizeof(f), 60);
 	fx_rx_buf(x, 4096, &g[0]);
 	fb_queue(x->fb, &in, f, sizeof(f));
-	net_poll(x->n);
+	vnet_poll(x->n);
 	assert_true(vrd_get_used(&x->rx, &id, &len));
 	memcpy(&got, vrd_host(&x->rx, g[0], sizeof(got)), sizeof(got));
 	in.num_buffers = htole16(1);
@@ -986,7 +986,7 @@ static void test_rx_offload_header(void **state)
 	in.flags = VIRTIO_NET_HDR_F_DATA_VALID;   /* without GUEST_CSUM flags must read 0 */
 	in.gso_type = 0;
 	fb_queue(x->fb, &in, f, 100);
-	net_poll(x->n);
+	vnet_poll(x->n);
 	assert_true(vrd_get_used(&x->rx, &id, &len));
 	assert_int_equal(len, NET_VNET_HDR_LEN + 100);
 	memcpy(&got, vrd_host(&x->rx, g[0], sizeof(got)), sizeof(got));
@@ -1013,7 +1013,7 @@ static void test_mtu(void **state)
 	fx_rx_buf(x, 2048, &g);
 	fb_queue(x->fb, NULL, f, 1400 + 14 + 4 + 1);
 	fb_queue(x->fb, NULL, f, 1400 + 14 + 4);
-	net_poll(x->n);
+	vnet_poll(x->n);
 	assert_true(vrd_get_used(&x->rx, &id, &len));
 	assert_int_equal(len, NET_VNET_HDR_LEN + 1418);
 	assert_int_equal(fx_stats(x).rx_dropped, 1);
@@ -1033,7 +1033,7 @@ static void test_reset_clears_held_frame(void **state)
 	pattern(f2, sizeof(f2), 73);
 	fx_rx_buf(x, 300, NULL);
 	fb_queue(x->fb, NULL, f, sizeof(f));
-	net_poll(x->n);
+	vnet_poll(x->n);
 	fx_set_status(x, 0);
 
 	memset(x->rx.ram, 0, (size_t)(x->rx.data_start - x->rx.ram_gpa));   /* fresh rings */
@@ -1048,7 +1048,7 @@ static void test_reset_clears_held_frame(void **state)
 	assert_true(s & VIRTIO_STATUS_DRIVER_OK);
 	fx_rx_buf(x, 2048, &g);
 	fb_queue(x->fb, NULL, f2, sizeof(f2));
-	net_poll(x->n);
+	vnet_poll(x->n);
 	/* The half-delivered frame is gone with the reset; the new one arrives alone. */
 	assert_true(vrd_get_used(&x->rx, &id, &len));
 	assert_int_equal(len, NET_VNET_HDR_LEN + sizeof(f2));
@@ -1075,7 +1075,7 @@ static void test_kick_from_other_thread_is_deferred(void **state)
 
 	assert_non_null(l);
 	pattern(f, sizeof(f), 80);
-	assert_int_equal(net_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach_loop(x->n, l), 0);
 	while (loop_run_once(l, 0) > 0)
 		;   /* the I/O thread (this one) is now known */
 	fx_tx_chain(x, &h, f, sizeof(f), NULL, 0);
@@ -1087,7 +1087,7 @@ static void test_kick_from_other_thread_is_deferred(void **state)
 	assert_true(loop_run_once(l, 1000) >= 1);
 	assert_int_equal(x->fb->out_count, 1);
 	assert_memory_equal(x->fb->out[0].data, f, sizeof(f));
-	net_detach_loop(x->n);
+	vnet_detach_loop(x->n);
 	loop_free(l);
 	fx_free(x);
 }
@@ -1111,7 +1111,7 @@ static void test_user_backend_end_to_end(void **state)
 	assert_non_null(l);
 	/* Offloads are not offered: slirp wants finished frames. */
 	assert_int_equal(x->d->host_features & offloads_all, 0);
-	assert_int_equal(net_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach_loop(x->n, l), 0);
 	fx_rx_buf(x, 2048, &g);
 	fx_tx_chain(x, &h, arp, sizeof(arp), NULL, 0);
 	fx_kick(x, NET_TX_QUEUE);
@@ -1127,7 +1127,7 @@ static void test_user_backend_end_to_end(void **state)
 	assert_memory_equal(r, arp + 6, 6);               /* to the guest's MAC */
 	assert_int_equal(fx_stats(x).tx_packets, 1);
 	assert_int_equal(fx_stats(x).rx_packets, 1);
-	net_detach_loop(x->n);
+	vnet_detach_loop(x->n);
 	loop_free(l);
 	fx_free(x);
 }
@@ -1308,7 +1308,7 @@ static void run_rx_bulk(bool event_idx, uint16_t qsize)
 	uint8_t *frame = malloc(NET_MAX_FRAME);
 	struct virtio_net_hdr h;
 	unsigned queued = 0, seen_irqs = 0, idle = 0;
-	struct net_stats st;
+	struct vnet_stats st;
 
 	assert_non_null(b);
 	assert_non_null(l);
@@ -1316,7 +1316,7 @@ static void run_rx_bulk(bool event_idx, uint16_t qsize)
 	b->event_idx = event_idx;
 	b->asm_buf = malloc((NET_VNET_HDR_LEN + NET_MAX_FRAME));
 	b->want = malloc(NET_MAX_FRAME);
-	assert_int_equal(net_attach_loop(b->x->n, l), 0);
+	assert_int_equal(vnet_attach_loop(b->x->n, l), 0);
 	/* Probe: the driver fills the ring once and kicks. */
 	drv_irq(&b->x->rx, event_idx, true);
 	rx_bulk_post(b, b->x->rx.size);
@@ -1349,7 +1349,7 @@ static void run_rx_bulk(bool event_idx, uint16_t qsize)
 	assert_int_equal(st.rx_errors, 0);
 	assert_int_equal(b->x->fb->in_count, 0);
 	assert_false(fx_failed(b->x));
-	net_detach_loop(b->x->n);
+	vnet_detach_loop(b->x->n);
 	loop_free(l);
 	fx_free(b->x);
 	free(frame);
@@ -1422,7 +1422,7 @@ static void run_tx_bulk(bool event_idx)
 	uint32_t id, len;
 
 	assert_non_null(l);
-	assert_int_equal(net_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach_loop(x->n, l), 0);
 	drv_irq(r, event_idx, false);
 	while (checked < TX_BULK_FRAMES || completed < TX_BULK_FRAMES) {
 		bool progress = false;
@@ -1488,7 +1488,7 @@ static void run_tx_bulk(bool event_idx)
 	assert_int_equal(fx_stats(x).tx_packets, TX_BULK_FRAMES);
 	assert_int_equal(fx_stats(x).tx_dropped, 0);
 	assert_false(fx_failed(x));
-	net_detach_loop(x->n);
+	vnet_detach_loop(x->n);
 	loop_free(l);
 	free(pool);
 	free(frame);
@@ -1568,7 +1568,7 @@ static void test_rx_tso_largest_frame_mergeable(void **state)
 	for (unsigned i = 0; i < want_bufs - 1; i++)
 		fx_rx_buf(x, 1536, &g[i]);
 	fb_queue(x->fb, &in, f, flen);
-	net_poll(x->n);
+	vnet_poll(x->n);
 	assert_false(vrd_get_used(&x->rx, &id, &len));
 	fx_rx_buf(x, 1536, &g[want_bufs - 1]);
 	fx_kick(x, NET_RX_QUEUE);
@@ -1607,11 +1607,11 @@ static void test_user_backend_queue_drains_without_traffic(void **state)
 	};
 	uint64_t pool[VQ_MAX_SIZE] = { 0 };
 	unsigned got = 0, seen_irqs = 0, idle = 0;
-	struct net_stats st;
+	struct vnet_stats st;
 	uint32_t id, len;
 
 	assert_non_null(l);
-	assert_int_equal(net_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach_loop(x->n, l), 0);
 	drv_irq(&x->rx, true, true);
 	for (unsigned i = 0; i < 4; i++) {
 		uint32_t blen = 2048;
@@ -1674,7 +1674,7 @@ static void test_user_backend_queue_drains_without_traffic(void **state)
 	assert_int_equal(st.rx_packets, got);
 	assert_int_equal(st.rx_dropped, 0);
 	assert_false(fx_failed(x));
-	net_detach_loop(x->n);
+	vnet_detach_loop(x->n);
 	loop_free(l);
 	fx_free(x);
 }
@@ -1683,27 +1683,27 @@ static void test_user_backend_queue_drains_without_traffic(void **state)
 
 static void test_parse_spec(void **state)
 {
-	struct net_config c, c2;
+	struct vnet_config c, c2;
 	char err[256];
 
-	assert_int_equal(net_parse_spec("tap=kestrel0", &c, err, sizeof(err)), 0);
+	assert_int_equal(vnet_parse_spec("tap=kestrel0", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.backend, NET_BACKEND_TAP);
 	assert_string_equal(c.ifname, "kestrel0");
 	assert_memory_equal(c.mac, ((uint8_t[]){ 0x52, 0x54, 0x00 }), 3);
 	/* Deterministic, and different for a different backend. */
-	assert_int_equal(net_parse_spec("tap=kestrel0", &c2, err, sizeof(err)), 0);
+	assert_int_equal(vnet_parse_spec("tap=kestrel0", &c2, err, sizeof(err)), 0);
 	assert_memory_equal(c.mac, c2.mac, 6);
-	assert_int_equal(net_parse_spec("tap=kestrel1", &c2, err, sizeof(err)), 0);
+	assert_int_equal(vnet_parse_spec("tap=kestrel1", &c2, err, sizeof(err)), 0);
 	assert_memory_not_equal(c.mac, c2.mac, 6);
 
-	assert_int_equal(net_parse_spec("tap=t0,mac=02:AB:cd:00:11:ff,mtu=9000", &c, err, sizeof(err)), 0);
+	assert_int_equal(vnet_parse_spec("tap=t0,mac=02:AB:cd:00:11:ff,mtu=9000", &c, err, sizeof(err)), 0);
 	assert_memory_equal(c.mac, ((uint8_t[]){ 0x02, 0xab, 0xcd, 0x00, 0x11, 0xff }), 6);
 	assert_int_equal(c.mtu, 9000);
 
-	assert_int_equal(net_parse_spec("user", &c, err, sizeof(err)), 0);
+	assert_int_equal(vnet_parse_spec("user", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.backend, NET_BACKEND_USER);
 	assert_int_equal(c.nr_hostfwd, 0);
-	assert_int_equal(net_parse_spec("user,hostfwd=tcp::2222-:22,hostfwd=udp:0.0.0.0:5353-10.0.2.16:53",
+	assert_int_equal(vnet_parse_spec("user,hostfwd=tcp::2222-:22,hostfwd=udp:0.0.0.0:5353-10.0.2.16:53",
 					&c, err, sizeof(err)), 0);
 	assert_int_equal(c.nr_hostfwd, 2);
 	assert_false(c.hostfwd[0].udp);
@@ -1725,31 +1725,31 @@ static void test_parse_spec(void **state)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
-		if (net_parse_spec(bad[i], &c, err, sizeof(err)) != -EINVAL)
+		if (vnet_parse_spec(bad[i], &c, err, sizeof(err)) != -EINVAL)
 			fail_msg("'%s' was accepted", bad[i]);
 		/* One line, naming the problem. */
 		assert_true(err[0] != '\0');
 		assert_null(strchr(err, '\n'));
 	}
-	assert_int_equal(net_parse_spec("tap=t0,foo=1", &c, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vnet_parse_spec("tap=t0,foo=1", &c, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "foo=1"));
 }
 
 static void test_new_rejects_bad_config(void **state)
 {
-	struct net_config cfg = { .backend = NET_BACKEND_NONE };
+	struct vnet_config cfg = { .backend = NET_BACKEND_NONE };
 	struct virtio_net *n = (void *)1;
 	struct vrd r;
 	char err[256] = "";
 
 	assert_int_equal(vrd_init(&r, 16), 0);
-	assert_int_equal(net_new(&n, &cfg, &r.gm, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vnet_new(&n, &cfg, &r.gm, err, sizeof(err)), -EINVAL);
 	assert_null(n);
 	assert_true(err[0]);
 	cfg.queue_size = 100;   /* not a power of two */
 	cfg.custom = &fb_new(false)->be;
-	assert_int_equal(net_new(&n, &cfg, &r.gm, err, sizeof(err)), -EINVAL);
-	net_free(NULL);
+	assert_int_equal(vnet_new(&n, &cfg, &r.gm, err, sizeof(err)), -EINVAL);
+	vnet_free(NULL);
 	vrd_exit(&r);
 }
 

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "devices/virtio/rng.h"
 #include "loop/loop.h"
 #include "mem/layout.h"

@@ -23,7 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
@@ -1058,7 +1058,7 @@ static const struct virtio_transport_ops nfx_tops = { nfx_notify_queue, bfx_noti
 static struct nfx *nfx_new(struct vrd *rx, struct vrd *tx, bool start)
 {
 	struct nfx *x = calloc(1, sizeof(*x));
-	struct net_config cfg = { .mac = { 0x52, 0x54, 0, 1, 2, 3 }, .queue_size = rx->size };
+	struct vnet_config cfg = { .mac = { 0x52, 0x54, 0, 1, 2, 3 }, .queue_size = rx->size };
 	char err[256] = "";
 	uint64_t f = VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF) |
 		     VIRTIO_BIT(VIRTIO_F_EVENT_IDX);
@@ -1069,8 +1069,8 @@ static struct nfx *nfx_new(struct vrd *rx, struct vrd *tx, bool start)
 	x->be->be.kind = "fake";
 	x->be->be.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	cfg.custom = &x->be->be;
-	assert_int_equal(net_new(&x->n, &cfg, &rx->gm, err, sizeof(err)), 0);
-	x->d = net_virtio(x->n);
+	assert_int_equal(vnet_new(&x->n, &cfg, &rx->gm, err, sizeof(err)), 0);
+	x->d = vnet_virtio(x->n);
 	x->d->tops = &nfx_tops;
 	x->d->transport = x;
 	if (!start)
@@ -1095,7 +1095,7 @@ static struct nfx *nfx_new(struct vrd *rx, struct vrd *tx, bool start)
 
 static void nfx_free(struct nfx *x)
 {
-	net_free(x->n);
+	vnet_free(x->n);
 	free(x);
 }
 
@@ -1133,7 +1133,7 @@ static void test_net_partial_frame(void **state)
 	a->be->frame = malloc(FRAME);               /* no vnet header from this backend */
 	memcpy(a->be->frame, frame, FRAME);
 	a->be->len = FRAME;
-	net_poll(a->n);
+	vnet_poll(a->n);
 	assert_int_equal(a->d->queues[NET_RX_QUEUE].last_avail, 2);    /* two chains held */
 	assert_int_equal(vrd_used_idx(&rx), 0);
 
@@ -1167,7 +1167,7 @@ static void test_net_partial_frame(void **state)
 		heads[i] = vrd_add_chain(&rx, &bufs[i], 1);
 		vrd_publish(&rx, heads[i]);
 	}
-	net_poll(b->n);
+	vnet_poll(b->n);
 	assert_int_equal(vrd_used_idx(&rx), 4);
 	for (unsigned i = 0; i < 4; i++) {
 		assert_true(vrd_get_used(&rx, &id, &len));

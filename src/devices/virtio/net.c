@@ -28,7 +28,7 @@
  * with the core's d->lock (and a transport's register lock) held, and the
  * core and transports take those locks again to raise interrupts and to
  * fail a device, so nothing here calls into them while holding n->lock:
- * interrupts and violations are recorded and delivered by net_unlock().
+ * interrupts and violations are recorded and delivered by vnet_unlock().
  */
 #include "devices/virtio/net.h"
 
@@ -102,28 +102,28 @@ struct virtio_net {
 	struct iovec tx_iov[NET_MAX_IOV + 1];
 
 	struct vq_elem elem;
-	struct net_stats stats;
+	struct vnet_stats stats;
 	struct log_ratelimit rl;
 };
 
-static struct virtio_net *net_of(struct virtio_dev *d)
+static struct virtio_net *vnet_of(struct virtio_dev *d)
 {
 	return d->priv;
 }
 
-static bool net_has(const struct virtio_net *n, unsigned bit)
+static bool vnet_has(const struct virtio_net *n, unsigned bit)
 {
 	return n->features & VIRTIO_BIT(bit);
 }
 
-static void net_count(uint64_t *field, uint64_t v)
+static void vnet_count(uint64_t *field, uint64_t v)
 {
 	__atomic_add_fetch(field, v, __ATOMIC_RELAXED);
 }
 
 /* Caller holds n->lock. The core hears about it once the lock is dropped. */
 __attribute__((format(printf, 2, 3)))
-static void net_fail(struct virtio_net *n, const char *fmt, ...)
+static void vnet_fail(struct virtio_net *n, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -136,12 +136,12 @@ static void net_fail(struct virtio_net *n, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void net_lock(struct virtio_net *n)
+static void vnet_lock(struct virtio_net *n)
 {
 	pthread_mutex_lock(&n->lock);
 }
 
-static void net_unlock(struct virtio_net *n)
+static void vnet_unlock(struct virtio_net *n)
 {
 	char msg[sizeof(n->fail_msg)];
 	bool fail = n->fail_pending;
@@ -166,7 +166,7 @@ static void net_unlock(struct virtio_net *n)
 		virtio_fail(&n->vdev, "%s", msg);
 }
 
-static bool net_running(const struct virtio_net *n)
+static bool vnet_running(const struct virtio_net *n)
 {
 	return n->active && !n->failed;
 }
@@ -174,15 +174,15 @@ static bool net_running(const struct virtio_net *n)
 /* ---- transmit ---- */
 
 /* The guest's header, checked against what was negotiated. false: drop the frame. */
-static bool net_tx_hdr_ok(struct virtio_net *n, struct virtio_net_hdr *h, size_t frame_len)
+static bool vnet_tx_hdr_ok(struct virtio_net *n, struct virtio_net_hdr *h, size_t frame_len)
 {
 	uint8_t gso = h->gso_type;
 
-	if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !net_has(n, VIRTIO_NET_F_CSUM))
+	if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !vnet_has(n, VIRTIO_NET_F_CSUM))
 		return false;
-	if (gso == VIRTIO_NET_HDR_GSO_TCPV4 && !net_has(n, VIRTIO_NET_F_HOST_TSO4))
+	if (gso == VIRTIO_NET_HDR_GSO_TCPV4 && !vnet_has(n, VIRTIO_NET_F_HOST_TSO4))
 		return false;
-	if (gso == VIRTIO_NET_HDR_GSO_TCPV6 && !net_has(n, VIRTIO_NET_F_HOST_TSO6))
+	if (gso == VIRTIO_NET_HDR_GSO_TCPV6 && !vnet_has(n, VIRTIO_NET_F_HOST_TSO6))
 		return false;
 	if (gso != VIRTIO_NET_HDR_GSO_NONE && gso != VIRTIO_NET_HDR_GSO_TCPV4 && gso != VIRTIO_NET_HDR_GSO_TCPV6)
 		return false;   /* UDP (UFO) and ECN were not offered */
@@ -197,24 +197,24 @@ static bool net_tx_hdr_ok(struct virtio_net *n, struct virtio_net_hdr *h, size_t
 	return true;
 }
 
-static void net_tx_drop(struct virtio_net *n, const char *why, size_t len)
+static void vnet_tx_drop(struct virtio_net *n, const char *why, size_t len)
 {
-	net_count(&n->stats.tx_dropped, 1);
-	net_count(&n->stats.tx_errors, 1);
-	net_count(&n->vdev.metrics.errors, 1);
+	vnet_count(&n->stats.tx_dropped, 1);
+	vnet_count(&n->stats.tx_errors, 1);
+	vnet_count(&n->vdev.metrics.errors, 1);
 	log_guest(&n->rl, NET_TAG, "dropping a %zu-byte transmit frame: %s", len, why);
 }
 
-static void net_tx_sent(struct virtio_net *n, size_t frame_len)
+static void vnet_tx_sent(struct virtio_net *n, size_t frame_len)
 {
-	net_count(&n->stats.tx_packets, 1);
-	net_count(&n->stats.tx_bytes, frame_len);
-	net_count(&n->vdev.metrics.tx_packets, 1);
-	net_count(&n->vdev.metrics.tx_bytes, frame_len);
+	vnet_count(&n->stats.tx_packets, 1);
+	vnet_count(&n->stats.tx_bytes, frame_len);
+	vnet_count(&n->vdev.metrics.tx_packets, 1);
+	vnet_count(&n->vdev.metrics.tx_bytes, frame_len);
 }
 
 /* Send tx_buf ([hdr][frame]); the header only if the backend takes one. */
-static ssize_t net_tx_send_buf(struct virtio_net *n, size_t len)
+static ssize_t vnet_tx_send_buf(struct virtio_net *n, size_t len)
 {
 	struct iovec iov;
 	size_t skip = n->be->vnet_hdr ? 0 : NET_VNET_HDR_LEN;
@@ -225,7 +225,7 @@ static ssize_t net_tx_send_buf(struct virtio_net *n, size_t len)
 }
 
 /* The backend could not take the frame now: keep a copy, complete the chain. */
-static void net_tx_defer(struct virtio_net *n, const struct vq_elem *e, const struct virtio_net_hdr *h)
+static void vnet_tx_defer(struct virtio_net *n, const struct vq_elem *e, const struct virtio_net_hdr *h)
 {
 	memcpy(n->tx_buf, h, NET_VNET_HDR_LEN);
 	n->tx_pending_len = NET_VNET_HDR_LEN +
@@ -234,7 +234,7 @@ static void net_tx_defer(struct virtio_net *n, const struct vq_elem *e, const st
 }
 
 /* One chain. Returns 0 (sent or dropped), -EAGAIN (frame kept for later), -EPROTO. */
-static int net_tx_one(struct virtio_net *n, const struct vq_elem *e)
+static int vnet_tx_one(struct virtio_net *n, const struct vq_elem *e)
 {
 	struct virtio_net_hdr h;
 	size_t frame_len, skip = NET_VNET_HDR_LEN;
@@ -242,25 +242,25 @@ static int net_tx_one(struct virtio_net *n, const struct vq_elem *e)
 	ssize_t rc;
 
 	if (e->in_num) {
-		net_fail(n, "transmit chain %u has a device-writable buffer", e->head);
+		vnet_fail(n, "transmit chain %u has a device-writable buffer", e->head);
 		return -EPROTO;
 	}
 	if (e->out_len < NET_VNET_HDR_LEN) {
-		net_fail(n, "transmit chain %u is shorter than the virtio-net header", e->head);
+		vnet_fail(n, "transmit chain %u is shorter than the virtio-net header", e->head);
 		return -EPROTO;
 	}
 	frame_len = e->out_len - NET_VNET_HDR_LEN;
 	if (frame_len > NET_MAX_FRAME) {
-		net_tx_drop(n, "larger than 64 KiB", frame_len);
+		vnet_tx_drop(n, "larger than 64 KiB", frame_len);
 		return 0;
 	}
 	if (frame_len < NET_ETH_HLEN) {
-		net_tx_drop(n, "shorter than an Ethernet header", frame_len);
+		vnet_tx_drop(n, "shorter than an Ethernet header", frame_len);
 		return 0;
 	}
 	vq_copy_from_out(e, 0, &h, sizeof(h));
-	if (!net_tx_hdr_ok(n, &h, frame_len)) {
-		net_tx_drop(n, "offload not negotiated or bad header", frame_len);
+	if (!vnet_tx_hdr_ok(n, &h, frame_len)) {
+		vnet_tx_drop(n, "offload not negotiated or bad header", frame_len);
 		return 0;
 	}
 
@@ -286,48 +286,48 @@ static int net_tx_one(struct virtio_net *n, const struct vq_elem *e)
 	if (cnt) {
 		rc = net_backend_send(n->be, n->tx_iov, (int)cnt);
 		if (rc == -EAGAIN)
-			net_tx_defer(n, e, &h);
+			vnet_tx_defer(n, e, &h);
 	} else {
-		net_tx_defer(n, e, &h);
-		rc = net_tx_send_buf(n, n->tx_pending_len);
+		vnet_tx_defer(n, e, &h);
+		rc = vnet_tx_send_buf(n, n->tx_pending_len);
 		n->tx_pending = rc == -EAGAIN;
 	}
 	if (rc == -EAGAIN)
 		return -EAGAIN;
 	if (rc < 0)
-		net_tx_drop(n, strerror((int)-rc), frame_len);
+		vnet_tx_drop(n, strerror((int)-rc), frame_len);
 	else
-		net_tx_sent(n, frame_len);
+		vnet_tx_sent(n, frame_len);
 	return 0;
 }
 
 /* Retry the frame that waited for the backend. true when it is gone (sent or dropped). */
-static bool net_tx_flush_pending(struct virtio_net *n)
+static bool vnet_tx_flush_pending(struct virtio_net *n)
 {
 	ssize_t rc;
 
 	if (!n->tx_pending)
 		return true;
-	rc = net_tx_send_buf(n, n->tx_pending_len);
+	rc = vnet_tx_send_buf(n, n->tx_pending_len);
 	if (rc == -EAGAIN)
 		return false;
 	n->tx_pending = false;
 	if (rc < 0)
-		net_tx_drop(n, strerror((int)-rc), n->tx_pending_len - NET_VNET_HDR_LEN);
+		vnet_tx_drop(n, strerror((int)-rc), n->tx_pending_len - NET_VNET_HDR_LEN);
 	else
-		net_tx_sent(n, n->tx_pending_len - NET_VNET_HDR_LEN);
+		vnet_tx_sent(n, n->tx_pending_len - NET_VNET_HDR_LEN);
 	return true;
 }
 
 /* Caller holds n->lock. */
-static void net_tx(struct virtio_net *n)
+static void vnet_tx(struct virtio_net *n)
 {
 	struct virtq *vq = &n->vdev.queues[NET_TX_QUEUE];
 	unsigned done = 0;
 	bool pushed = false;
 
 	n->tx_more = false;
-	if (!net_running(n) || !net_tx_flush_pending(n))
+	if (!vnet_running(n) || !vnet_tx_flush_pending(n))
 		return;
 	vq_disable_kicks(vq);
 	for (;;) {
@@ -337,11 +337,11 @@ static void net_tx(struct virtio_net *n)
 			if (rc == -ENOENT)
 				break;
 			if (rc < 0) {
-				net_fail(n, "transmit queue: %s", vq->error ? vq->error : "broken");
+				vnet_fail(n, "transmit queue: %s", vq->error ? vq->error : "broken");
 				goto out;
 			}
 			done++;
-			rc = net_tx_one(n, &n->elem);
+			rc = vnet_tx_one(n, &n->elem);
 			if (rc == -EPROTO)
 				goto out;
 			vq_push(vq, n->elem.head, 0);
@@ -364,7 +364,7 @@ out:
 /* ---- receive ---- */
 
 /* Guest address of byte `off` of the chain's device-writable part. */
-static bool net_in_gpa(const struct vq_elem *e, size_t off, uint64_t *gpa)
+static bool vnet_in_gpa(const struct vq_elem *e, size_t off, uint64_t *gpa)
 {
 	for (unsigned i = e->out_num; i < e->out_num + e->in_num; i++) {
 		if (off < e->iov[i].iov_len) {
@@ -377,21 +377,21 @@ static bool net_in_gpa(const struct vq_elem *e, size_t off, uint64_t *gpa)
 }
 
 /* Fix up the header the backend gave us (or make one). false: the guest cannot take this frame. */
-static bool net_rx_hdr(struct virtio_net *n, struct virtio_net_hdr *h)
+static bool vnet_rx_hdr(struct virtio_net *n, struct virtio_net_hdr *h)
 {
 	uint8_t gso = h->gso_type;
 
 	if (!n->be->vnet_hdr) {
 		memset(h, 0, sizeof(*h));
-	} else if (!net_has(n, VIRTIO_NET_F_GUEST_CSUM)) {
+	} else if (!vnet_has(n, VIRTIO_NET_F_GUEST_CSUM)) {
 		/* 5.1.6.4.1: flags must be 0, and the packet is fully checksummed. */
 		if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM || gso != VIRTIO_NET_HDR_GSO_NONE)
 			return false;
 		memset(h, 0, sizeof(*h));
 	} else {
-		if (gso == VIRTIO_NET_HDR_GSO_TCPV4 && !net_has(n, VIRTIO_NET_F_GUEST_TSO4))
+		if (gso == VIRTIO_NET_HDR_GSO_TCPV4 && !vnet_has(n, VIRTIO_NET_F_GUEST_TSO4))
 			return false;
-		if (gso == VIRTIO_NET_HDR_GSO_TCPV6 && !net_has(n, VIRTIO_NET_F_GUEST_TSO6))
+		if (gso == VIRTIO_NET_HDR_GSO_TCPV6 && !vnet_has(n, VIRTIO_NET_F_GUEST_TSO6))
 			return false;
 		if (gso != VIRTIO_NET_HDR_GSO_NONE && gso != VIRTIO_NET_HDR_GSO_TCPV4 &&
 		    gso != VIRTIO_NET_HDR_GSO_TCPV6)
@@ -402,9 +402,9 @@ static bool net_rx_hdr(struct virtio_net *n, struct virtio_net_hdr *h)
 	return true;
 }
 
-static void net_rx_drop(struct virtio_net *n, const char *why)
+static void vnet_rx_drop(struct virtio_net *n, const char *why)
 {
-	net_count(&n->stats.rx_dropped, 1);
+	vnet_count(&n->stats.rx_dropped, 1);
 	log_guest(&n->rl, NET_TAG, "dropping a received %zu-byte frame: %s",
 		  n->rx_len - NET_VNET_HDR_LEN, why);
 }
@@ -413,7 +413,7 @@ static void net_rx_drop(struct virtio_net *n, const char *why)
  * Read the next frame into rx_buf. 1: got one, 2: read one but dropped it,
  * 0: none waiting, -1: hard backend error.
  */
-static int net_rx_read(struct virtio_net *n)
+static int vnet_rx_read(struct virtio_net *n)
 {
 	size_t hdr = n->be->vnet_hdr ? 0 : NET_VNET_HDR_LEN;
 	ssize_t rc;
@@ -422,8 +422,8 @@ static int net_rx_read(struct virtio_net *n)
 	if (rc == -EAGAIN || rc == -EINTR)
 		return 0;
 	if (rc < 0) {
-		net_count(&n->stats.rx_errors, 1);
-		net_count(&n->vdev.metrics.errors, 1);
+		vnet_count(&n->stats.rx_errors, 1);
+		vnet_count(&n->vdev.metrics.errors, 1);
 		if (rc == -EMSGSIZE || rc == -ENOBUFS)
 			return 2;
 		log_err(NET_TAG, "%s backend: receive failed: %s; no longer receiving",
@@ -432,18 +432,18 @@ static int net_rx_read(struct virtio_net *n)
 	}
 	n->rx_len = hdr + (size_t)rc;
 	if (n->rx_len < NET_VNET_HDR_LEN + NET_ETH_HLEN) {
-		net_count(&n->stats.rx_errors, 1);
-		net_count(&n->vdev.metrics.errors, 1);
+		vnet_count(&n->stats.rx_errors, 1);
+		vnet_count(&n->vdev.metrics.errors, 1);
 		return 2;
 	}
-	if (!net_rx_hdr(n, (struct virtio_net_hdr *)(void *)n->rx_buf)) {
-		net_rx_drop(n, "offload the guest did not negotiate");
+	if (!vnet_rx_hdr(n, (struct virtio_net_hdr *)(void *)n->rx_buf)) {
+		vnet_rx_drop(n, "offload the guest did not negotiate");
 		return 2;
 	}
 	/* 5.1.4.2: with VIRTIO_NET_F_MTU nothing unsegmented beyond mtu + L2 header (VLAN tag allowed). */
-	if (net_has(n, VIRTIO_NET_F_MTU) && n->rx_buf[1] == VIRTIO_NET_HDR_GSO_NONE &&
+	if (vnet_has(n, VIRTIO_NET_F_MTU) && n->rx_buf[1] == VIRTIO_NET_HDR_GSO_NONE &&
 	    n->rx_len - NET_VNET_HDR_LEN > (size_t)n->mtu + NET_ETH_HLEN + 4) {
-		net_rx_drop(n, "larger than the MTU");
+		vnet_rx_drop(n, "larger than the MTU");
 		return 2;
 	}
 	n->rx_off = 0;
@@ -452,32 +452,32 @@ static int net_rx_read(struct virtio_net *n)
 	return 1;
 }
 
-static void net_rx_done(struct virtio_net *n)
+static void vnet_rx_done(struct virtio_net *n)
 {
 	size_t frame_len = n->rx_len - NET_VNET_HDR_LEN;
 
 	n->rx_pending = false;
-	net_count(&n->stats.rx_packets, 1);
-	net_count(&n->stats.rx_bytes, frame_len);
-	net_count(&n->vdev.metrics.rx_packets, 1);
-	net_count(&n->vdev.metrics.rx_bytes, frame_len);
+	vnet_count(&n->stats.rx_packets, 1);
+	vnet_count(&n->stats.rx_bytes, frame_len);
+	vnet_count(&n->vdev.metrics.rx_packets, 1);
+	vnet_count(&n->vdev.metrics.rx_bytes, frame_len);
 }
 
 /* Give back every held chain empty: the frame cannot be delivered. */
-static void net_rx_abandon(struct virtio_net *n, struct virtq *vq, const char *why)
+static void vnet_rx_abandon(struct virtio_net *n, struct virtq *vq, const char *why)
 {
 	for (unsigned i = 0; i < n->rx_nheld; i++)
 		vq_push(vq, n->rx_head[i], 0);
 	n->rx_nheld = 0;
 	n->rx_pending = false;
-	net_rx_drop(n, why);
+	vnet_rx_drop(n, why);
 }
 
 /*
  * Move the pending frame into receive chains. 1: the frame is done (delivered
  * or dropped, chains pushed), 0: out of chains (frame kept), -1: violation.
  */
-static int net_rx_deliver(struct virtio_net *n, struct virtq *vq)
+static int vnet_rx_deliver(struct virtio_net *n, struct virtq *vq)
 {
 	struct vq_elem *e = &n->elem;
 
@@ -487,43 +487,43 @@ static int net_rx_deliver(struct virtio_net *n, struct virtq *vq)
 
 		if (n->rx_nheld == vq->size) {
 			/* Every buffer the ring can hold is ours and the frame still does not fit. */
-			net_rx_abandon(n, vq, "receive buffers too small for it");
+			vnet_rx_abandon(n, vq, "receive buffers too small for it");
 			return 1;
 		}
 		rc = vq_pop(vq, e);
 		if (rc == -ENOENT)
 			return 0;
 		if (rc < 0) {
-			net_fail(n, "receive queue: %s", vq->error ? vq->error : "broken");
+			vnet_fail(n, "receive queue: %s", vq->error ? vq->error : "broken");
 			return -1;
 		}
 		if (e->out_num) {
-			net_fail(n, "receive chain %u has a device-readable buffer", e->head);
+			vnet_fail(n, "receive chain %u has a device-readable buffer", e->head);
 			return -1;
 		}
 		if (!n->mrg_rxbuf) {
 			if (e->in_len < n->rx_len) {
 				vq_push(vq, e->head, 0);
 				n->rx_pending = false;
-				net_rx_drop(n, "receive buffer too small for it");
+				vnet_rx_drop(n, "receive buffer too small for it");
 				return 1;
 			}
 			vq_copy_to_in(e, 0, n->rx_buf, n->rx_len);
 			vq_push(vq, e->head, (uint32_t)n->rx_len);
-			net_rx_done(n);
+			vnet_rx_done(n);
 			return 1;
 		}
 		if (e->in_len < NET_VNET_HDR_LEN) {
 			/* 5.1.6.3.1: with MRG_RXBUF every buffer holds at least the header. */
-			net_fail(n, "mergeable receive buffer %u is smaller than the header", e->head);
+			vnet_fail(n, "mergeable receive buffer %u is smaller than the header", e->head);
 			return -1;
 		}
 		chunk = n->rx_len - n->rx_off;
 		if (chunk > e->in_len)
 			chunk = e->in_len;
 		if (n->rx_nheld == 0) {
-			if (!net_in_gpa(e, 10, &n->rx_nbuf_gpa[0]) || !net_in_gpa(e, 11, &n->rx_nbuf_gpa[1])) {
-				net_fail(n, "receive chain %u: header bytes not addressable", e->head);
+			if (!vnet_in_gpa(e, 10, &n->rx_nbuf_gpa[0]) || !vnet_in_gpa(e, 11, &n->rx_nbuf_gpa[1])) {
+				vnet_fail(n, "receive chain %u: header bytes not addressable", e->head);
 				return -1;
 			}
 		}
@@ -540,25 +540,25 @@ static int net_rx_deliver(struct virtio_net *n, struct virtq *vq)
 
 		if (gm_write(n->vdev.gm, n->rx_nbuf_gpa[0], &nb[0], 1) ||
 		    gm_write(n->vdev.gm, n->rx_nbuf_gpa[1], &nb[1], 1)) {
-			net_rx_abandon(n, vq, "header not writable");
+			vnet_rx_abandon(n, vq, "header not writable");
 			return 1;
 		}
 	}
 	for (unsigned i = 0; i < n->rx_nheld; i++)
 		vq_push(vq, n->rx_head[i], n->rx_written[i]);
 	n->rx_nheld = 0;
-	net_rx_done(n);
+	vnet_rx_done(n);
 	return 1;
 }
 
 /* Caller holds n->lock. */
-static void net_rx(struct virtio_net *n)
+static void vnet_rx(struct virtio_net *n)
 {
 	struct virtq *vq = &n->vdev.queues[NET_RX_QUEUE];
 	uint16_t used_before = vq->used_idx;
 	unsigned frames = 0;
 
-	if (!net_running(n))
+	if (!vnet_running(n))
 		return;
 	while (frames < NET_RX_BUDGET) {
 		int rc;
@@ -569,7 +569,7 @@ static void net_rx(struct virtio_net *n)
 			/* Leave frames in the backend until the guest has somewhere to put them. */
 			if (!vq_has_work(vq)) {
 				if (vq->broken) {
-					net_fail(n, "receive queue: %s", vq->error ? vq->error : "broken");
+					vnet_fail(n, "receive queue: %s", vq->error ? vq->error : "broken");
 					break;
 				}
 				if (vq_enable_kicks(vq))
@@ -577,7 +577,7 @@ static void net_rx(struct virtio_net *n)
 				n->rx_blocked = true;
 				break;
 			}
-			rc = net_rx_read(n);
+			rc = vnet_rx_read(n);
 			if (rc < 0)
 				n->rx_dead = true;
 			if (rc <= 0)
@@ -587,7 +587,7 @@ static void net_rx(struct virtio_net *n)
 				continue;
 			}
 		}
-		rc = net_rx_deliver(n, vq);
+		rc = vnet_rx_deliver(n, vq);
 		if (rc < 0)
 			break;
 		if (rc == 0) {
@@ -606,13 +606,13 @@ static void net_rx(struct virtio_net *n)
 
 /* ---- I/O thread plumbing ---- */
 
-static bool net_on_io_thread(struct virtio_net *n)
+static bool vnet_on_io_thread(struct virtio_net *n)
 {
 	return __atomic_load_n(&n->io_thread_known, __ATOMIC_ACQUIRE) &&
 	       pthread_equal(n->io_thread, pthread_self());
 }
 
-static void net_mark_io_thread(struct virtio_net *n)
+static void vnet_mark_io_thread(struct virtio_net *n)
 {
 	if (__atomic_load_n(&n->io_thread_known, __ATOMIC_ACQUIRE))
 		return;
@@ -621,7 +621,7 @@ static void net_mark_io_thread(struct virtio_net *n)
 }
 
 /* Ask the I/O thread to do `work`; callable from any thread. */
-static void net_schedule(struct virtio_net *n, uint32_t work)
+static void vnet_schedule(struct virtio_net *n, uint32_t work)
 {
 	uint64_t one = 1;
 
@@ -631,72 +631,72 @@ static void net_schedule(struct virtio_net *n, uint32_t work)
 }
 
 /* I/O thread: poll the backend for what the device can use now. */
-static void net_update_events(struct virtio_net *n)
+static void vnet_update_events(struct virtio_net *n)
 {
 	uint32_t ev = 0;
 
 	if (!n->loop)
 		return;
-	net_lock(n);
+	vnet_lock(n);
 	if (n->rx_dead && n->be_registered) {
 		/* A dead tap reports EPOLLERR for ever: stop polling it at all. */
 		loop_del(n->loop, n->be->fd);
 		n->be_registered = false;
 	}
-	if (net_running(n) && !n->rx_blocked && !n->rx_dead)
+	if (vnet_running(n) && !n->rx_blocked && !n->rx_dead)
 		ev |= EPOLLIN;
-	if (net_running(n) && n->tx_pending)
+	if (vnet_running(n) && n->tx_pending)
 		ev |= EPOLLOUT;
 	if (n->be_registered && ev != n->be_events && loop_mod(n->loop, n->be->fd, ev) == 0)
 		n->be_events = ev;
 	if (n->tx_more)
-		net_schedule(n, NET_WORK_TX);
-	net_unlock(n);
+		vnet_schedule(n, NET_WORK_TX);
+	vnet_unlock(n);
 }
 
-static void net_do_work(struct virtio_net *n, uint32_t work)
+static void vnet_do_work(struct virtio_net *n, uint32_t work)
 {
-	net_lock(n);
+	vnet_lock(n);
 	if (work & NET_WORK_RX) {
 		n->rx_blocked = false;
-		net_rx(n);
+		vnet_rx(n);
 	}
 	if (work & NET_WORK_TX)
-		net_tx(n);
-	net_unlock(n);
+		vnet_tx(n);
+	vnet_unlock(n);
 }
 
-static void net_work_cb(void *opaque, uint32_t events)
+static void vnet_work_cb(void *opaque, uint32_t events)
 {
 	struct virtio_net *n = opaque;
 	uint64_t v;
 
-	net_mark_io_thread(n);
+	vnet_mark_io_thread(n);
 	if (read(n->work_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
-	net_do_work(n, __atomic_exchange_n(&n->work, 0, __ATOMIC_ACQ_REL));
-	net_update_events(n);
+	vnet_do_work(n, __atomic_exchange_n(&n->work, 0, __ATOMIC_ACQ_REL));
+	vnet_update_events(n);
 }
 
 static void net_backend_cb(void *opaque, uint32_t events)
 {
 	struct virtio_net *n = opaque;
 
-	net_mark_io_thread(n);
-	net_lock(n);
+	vnet_mark_io_thread(n);
+	vnet_lock(n);
 	if (events & (EPOLLOUT | EPOLLERR))
-		net_tx(n);
+		vnet_tx(n);
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-		net_rx(n);
-	net_unlock(n);
-	net_update_events(n);
+		vnet_rx(n);
+	vnet_unlock(n);
+	vnet_update_events(n);
 }
 
 /* ---- virtio_dev_ops ---- */
 
-static uint64_t net_features(struct virtio_dev *d)
+static uint64_t vnet_features(struct virtio_dev *d)
 {
-	struct virtio_net *n = net_of(d);
+	struct virtio_net *n = vnet_of(d);
 	uint64_t f = VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_STATUS) |
 		     VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF);
 
@@ -711,7 +711,7 @@ static uint64_t net_features(struct virtio_dev *d)
 }
 
 /* 5.1.3.1: segmentation offloads depend on the matching checksum offload. */
-static bool net_features_ok(struct virtio_dev *d, uint64_t f)
+static bool vnet_features_ok(struct virtio_dev *d, uint64_t f)
 {
 	bool csum = f & VIRTIO_BIT(VIRTIO_NET_F_CSUM);
 	bool gcsum = f & VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM);
@@ -723,9 +723,9 @@ static bool net_features_ok(struct virtio_dev *d, uint64_t f)
 	return true;
 }
 
-static void net_config_read(struct virtio_dev *d, uint32_t off, void *buf, uint32_t len)
+static void vnet_config_read(struct virtio_dev *d, uint32_t off, void *buf, uint32_t len)
 {
-	struct virtio_net *n = net_of(d);
+	struct virtio_net *n = vnet_of(d);
 	struct virtio_net_config c;
 
 	memcpy(c.mac, n->mac, sizeof(c.mac));
@@ -737,27 +737,27 @@ static void net_config_read(struct virtio_dev *d, uint32_t off, void *buf, uint3
 	memcpy(buf, (const uint8_t *)&c + off, len);
 }
 
-static void net_config_write(struct virtio_dev *d, uint32_t off, const void *buf, uint32_t len)
+static void vnet_config_write(struct virtio_dev *d, uint32_t off, const void *buf, uint32_t len)
 {
 	/* Every field is read-only for a Virtio 1.x driver (5.1.4.2). */
 	log_guest(&d->rl, NET_TAG, "ignoring a %u-byte config write at %u", len, off);
 }
 
-static unsigned net_guest_offloads(const struct virtio_net *n)
+static unsigned vnet_guest_offloads(const struct virtio_net *n)
 {
 	unsigned o = 0;
 
-	if (net_has(n, VIRTIO_NET_F_GUEST_CSUM)) {
+	if (vnet_has(n, VIRTIO_NET_F_GUEST_CSUM)) {
 		o |= NET_OFFLOAD_CSUM;
-		if (net_has(n, VIRTIO_NET_F_GUEST_TSO4))
+		if (vnet_has(n, VIRTIO_NET_F_GUEST_TSO4))
 			o |= NET_OFFLOAD_TSO4;
-		if (net_has(n, VIRTIO_NET_F_GUEST_TSO6))
+		if (vnet_has(n, VIRTIO_NET_F_GUEST_TSO6))
 			o |= NET_OFFLOAD_TSO6;
 	}
 	return o;
 }
 
-static void net_clear_state(struct virtio_net *n)
+static void vnet_clear_state(struct virtio_net *n)
 {
 	n->active = false;
 	n->failed = false;
@@ -770,16 +770,16 @@ static void net_clear_state(struct virtio_net *n)
 	n->tx_more = false;
 }
 
-static int net_activate(struct virtio_dev *d)
+static int vnet_activate(struct virtio_dev *d)
 {
-	struct virtio_net *n = net_of(d);
+	struct virtio_net *n = vnet_of(d);
 	int rc;
 
-	net_lock(n);
-	net_clear_state(n);
+	vnet_lock(n);
+	vnet_clear_state(n);
 	n->features = d->driver_features;
-	n->mrg_rxbuf = net_has(n, VIRTIO_NET_F_MRG_RXBUF);
-	rc = net_backend_set_offload(n->be, net_guest_offloads(n));
+	n->mrg_rxbuf = vnet_has(n, VIRTIO_NET_F_MRG_RXBUF);
+	rc = net_backend_set_offload(n->be, vnet_guest_offloads(n));
 	if (rc < 0) {
 		log_err(NET_TAG, "%s backend: cannot set offloads: %s", n->be->kind, strerror(-rc));
 	} else {
@@ -787,39 +787,39 @@ static int net_activate(struct virtio_dev *d)
 	}
 	pthread_mutex_unlock(&n->lock);
 	if (rc == 0 && n->loop)
-		net_schedule(n, NET_WORK_RX | NET_WORK_TX | NET_WORK_EVENTS);
+		vnet_schedule(n, NET_WORK_RX | NET_WORK_TX | NET_WORK_EVENTS);
 	return rc;
 }
 
-static void net_reset(struct virtio_dev *d)
+static void vnet_reset(struct virtio_dev *d)
 {
-	struct virtio_net *n = net_of(d);
+	struct virtio_net *n = vnet_of(d);
 
-	net_lock(n);
-	net_clear_state(n);
+	vnet_lock(n);
+	vnet_clear_state(n);
 	n->features = 0;
 	n->mrg_rxbuf = false;
 	net_backend_set_offload(n->be, 0);
 	/* The chains held for a partial frame belong to rings that are being reset. */
 	pthread_mutex_unlock(&n->lock);
 	if (n->loop)
-		net_schedule(n, NET_WORK_EVENTS);
+		vnet_schedule(n, NET_WORK_EVENTS);
 }
 
-static void net_queue_notify(struct virtio_dev *d, unsigned q)
+static void vnet_queue_notify(struct virtio_dev *d, unsigned q)
 {
-	struct virtio_net *n = net_of(d);
+	struct virtio_net *n = vnet_of(d);
 
 	if (q != NET_RX_QUEUE && q != NET_TX_QUEUE) {
 		log_guest(&d->rl, NET_TAG, "notify of queue %u, which does not exist", q);
 		return;
 	}
-	if (n->loop && !net_on_io_thread(n)) {
-		net_schedule(n, 1u << q);
+	if (n->loop && !vnet_on_io_thread(n)) {
+		vnet_schedule(n, 1u << q);
 		return;
 	}
-	net_do_work(n, 1u << q);
-	net_update_events(n);
+	vnet_do_work(n, 1u << q);
+	vnet_update_events(n);
 }
 
 /*
@@ -831,24 +831,24 @@ static void net_queue_notify(struct virtio_dev *d, unsigned q)
  * same chains once the I/O thread runs. What they got so far is in buffers
  * the guest does not read until they are used.
  */
-static void net_quiesce(struct virtio_dev *d)
+static void vnet_quiesce(struct virtio_dev *d)
 {
-	struct virtio_net *n = net_of(d);
+	struct virtio_net *n = vnet_of(d);
 
-	net_lock(n);
+	vnet_lock(n);
 	if (n->rx_nheld) {
 		vq_unpop(&n->vdev.queues[NET_RX_QUEUE], (uint16_t)n->rx_nheld);
 		n->rx_nheld = 0;
 		n->rx_off = 0;
 		/* No kick will come for chains the driver already offered: look again after the pause. */
 		n->rx_blocked = false;
-		net_schedule(n, NET_WORK_RX | NET_WORK_EVENTS);
+		vnet_schedule(n, NET_WORK_RX | NET_WORK_EVENTS);
 	}
-	net_unlock(n);
+	vnet_unlock(n);
 }
 
 /* A frame copy in the snapshot: [virtio_net_hdr][frame], its length first. */
-static void net_save_frame(struct snap_writer *w, bool pending, const uint8_t *buf, size_t len)
+static void vnet_save_frame(struct snap_writer *w, bool pending, const uint8_t *buf, size_t len)
 {
 	snap_put_bool(w, pending);
 	if (!pending)
@@ -857,22 +857,22 @@ static void net_save_frame(struct snap_writer *w, bool pending, const uint8_t *b
 	snap_put(w, buf, len);
 }
 
-static void net_save(struct virtio_dev *d, struct snap_writer *w)
+static void vnet_save(struct virtio_dev *d, struct snap_writer *w)
 {
-	struct virtio_net *n = net_of(d);
+	struct virtio_net *n = vnet_of(d);
 
-	net_lock(n);
+	vnet_lock(n);
 	snap_put_u32(w, NET_SNAP_VERSION);
 	snap_put(w, n->mac, sizeof(n->mac));
 	snap_put_u16(w, n->mtu);
-	net_save_frame(w, n->tx_pending, n->tx_buf, n->tx_pending_len);
-	/* After a pause no receive chain is held (net_quiesce); a frame is then always whole. */
-	net_save_frame(w, n->rx_pending && n->rx_nheld == 0, n->rx_buf, n->rx_len);
+	vnet_save_frame(w, n->tx_pending, n->tx_buf, n->tx_pending_len);
+	/* After a pause no receive chain is held (vnet_quiesce); a frame is then always whole. */
+	vnet_save_frame(w, n->rx_pending && n->rx_nheld == 0, n->rx_buf, n->rx_len);
 	pthread_mutex_unlock(&n->lock);
 }
 
 /* Read (or, checking, step over) a saved frame of min..NET_BUF_LEN bytes into buf. */
-static int net_load_frame(struct snap_sec *s, bool apply, uint8_t *buf, size_t min, bool *pending, size_t *len)
+static int vnet_load_frame(struct snap_sec *s, bool apply, uint8_t *buf, size_t min, bool *pending, size_t *len)
 {
 	uint32_t l;
 
@@ -893,9 +893,9 @@ static int net_load_frame(struct snap_sec *s, bool apply, uint8_t *buf, size_t m
 	return 0;
 }
 
-static int net_load(struct virtio_dev *d, struct snap_sec *s, bool apply, char *err, size_t errlen)
+static int vnet_load(struct virtio_dev *d, struct snap_sec *s, bool apply, char *err, size_t errlen)
 {
-	struct virtio_net *n = net_of(d);
+	struct virtio_net *n = vnet_of(d);
 	uint8_t mac[6];
 	uint32_t version;
 	uint16_t mtu;
@@ -922,10 +922,10 @@ static int net_load(struct virtio_dev *d, struct snap_sec *s, bool apply, char *
 		goto bad;
 	}
 	if (apply)
-		net_lock(n);
-	rc = net_load_frame(s, apply, n->tx_buf, NET_VNET_HDR_LEN, &txp, &txl);
+		vnet_lock(n);
+	rc = vnet_load_frame(s, apply, n->tx_buf, NET_VNET_HDR_LEN, &txp, &txl);
 	if (rc == 0)
-		rc = net_load_frame(s, apply, n->rx_buf, NET_VNET_HDR_LEN + NET_ETH_HLEN, &rxp, &rxl);
+		rc = vnet_load_frame(s, apply, n->rx_buf, NET_VNET_HDR_LEN + NET_ETH_HLEN, &rxp, &rxl);
 	if (apply) {
 		if (rc == 0) {
 			/* Only whole frames were saved; a checked state cannot fail here. */
@@ -949,81 +949,81 @@ bad:
 /*
  * Restore with DRIVER_OK (d->lock held, like activate): the negotiated
  * features and the backend's offloads as activate sets them, but frames
- * restored by net_load stay; every kind of work is scheduled once, since
+ * restored by vnet_load stay; every kind of work is scheduled once, since
  * no kick will come for what the guest offered before the snapshot.
  */
-static int net_restore(struct virtio_dev *d)
+static int vnet_restore(struct virtio_dev *d)
 {
-	struct virtio_net *n = net_of(d);
+	struct virtio_net *n = vnet_of(d);
 	int rc;
 
-	net_lock(n);
+	vnet_lock(n);
 	n->failed = false;
 	n->fail_pending = false;
 	n->notify = 0;
 	n->rx_blocked = false;
 	n->tx_more = false;
 	n->features = d->driver_features;
-	n->mrg_rxbuf = net_has(n, VIRTIO_NET_F_MRG_RXBUF);
-	rc = net_backend_set_offload(n->be, net_guest_offloads(n));
+	n->mrg_rxbuf = vnet_has(n, VIRTIO_NET_F_MRG_RXBUF);
+	rc = net_backend_set_offload(n->be, vnet_guest_offloads(n));
 	if (rc < 0)
 		log_err(NET_TAG, "%s backend: cannot set offloads: %s", n->be->kind, strerror(-rc));
 	else
 		n->active = true;
 	pthread_mutex_unlock(&n->lock);
 	if (rc == 0 && n->loop)
-		net_schedule(n, NET_WORK_RX | NET_WORK_TX | NET_WORK_EVENTS);
+		vnet_schedule(n, NET_WORK_RX | NET_WORK_TX | NET_WORK_EVENTS);
 	return rc;
 }
 
-static const struct virtio_dev_ops net_ops = {
-	.features = net_features,
-	.config_read = net_config_read,
-	.config_write = net_config_write,
-	.features_ok = net_features_ok,
-	.activate = net_activate,
-	.reset = net_reset,
-	.queue_notify = net_queue_notify,
-	.quiesce = net_quiesce,
-	.save = net_save,
-	.load = net_load,
-	.restore = net_restore,
+static const struct virtio_dev_ops vnet_ops = {
+	.features = vnet_features,
+	.config_read = vnet_config_read,
+	.config_write = vnet_config_write,
+	.features_ok = vnet_features_ok,
+	.activate = vnet_activate,
+	.reset = vnet_reset,
+	.queue_notify = vnet_queue_notify,
+	.quiesce = vnet_quiesce,
+	.save = vnet_save,
+	.load = vnet_load,
+	.restore = vnet_restore,
 };
 
 /* ---- public API ---- */
 
-struct virtio_dev *net_virtio(struct virtio_net *n)
+struct virtio_dev *vnet_virtio(struct virtio_net *n)
 {
 	return &n->vdev;
 }
 
-void net_poll(struct virtio_net *n)
+void vnet_poll(struct virtio_net *n)
 {
-	net_lock(n);
+	vnet_lock(n);
 	if (n->tx_pending || n->tx_more)
-		net_tx(n);
-	net_rx(n);
-	net_unlock(n);
+		vnet_tx(n);
+	vnet_rx(n);
+	vnet_unlock(n);
 }
 
-void net_get_stats(struct virtio_net *n, struct net_stats *st)
+void vnet_get_stats(struct virtio_net *n, struct vnet_stats *st)
 {
-	net_lock(n);
+	vnet_lock(n);
 	*st = n->stats;
 	st->backend_dropped = __atomic_load_n(&n->be->dropped, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&n->lock);
 }
 
-int net_attach_loop(struct virtio_net *n, struct loop *l)
+int vnet_attach_loop(struct virtio_net *n, struct loop *l)
 {
 	int rc;
 
 	if (n->loop)
 		return -EBUSY;
-	rc = loop_add(l, n->work_fd, EPOLLIN, net_work_cb, n);
+	rc = loop_add(l, n->work_fd, EPOLLIN, vnet_work_cb, n);
 	if (rc < 0)
 		return rc;
-	/* Registered idle; net_update_events() turns on what the device state allows. */
+	/* Registered idle; vnet_update_events() turns on what the device state allows. */
 	rc = loop_add(l, n->be->fd, 0, net_backend_cb, n);
 	if (rc < 0)
 		goto err_work;
@@ -1034,7 +1034,7 @@ int net_attach_loop(struct virtio_net *n, struct loop *l)
 	n->be_registered = true;
 	n->loop = l;
 	/* Already activated (attach after DRIVER_OK): start polling on the first round. */
-	net_schedule(n, NET_WORK_EVENTS);
+	vnet_schedule(n, NET_WORK_EVENTS);
 	return 0;
 
 err_be:
@@ -1044,7 +1044,7 @@ err_work:
 	return rc;
 }
 
-void net_detach_loop(struct virtio_net *n)
+void vnet_detach_loop(struct virtio_net *n)
 {
 	if (!n->loop)
 		return;
@@ -1057,7 +1057,7 @@ void net_detach_loop(struct virtio_net *n)
 	__atomic_store_n(&n->io_thread_known, false, __ATOMIC_RELEASE);
 }
 
-static int net_open_backend(struct virtio_net *n, const struct net_config *cfg, char *err, size_t errlen)
+static int vnet_open_backend(struct virtio_net *n, const struct vnet_config *cfg, char *err, size_t errlen)
 {
 	if (cfg->custom) {
 		n->be = cfg->custom;
@@ -1074,7 +1074,7 @@ static int net_open_backend(struct virtio_net *n, const struct net_config *cfg, 
 	}
 }
 
-int net_new(struct virtio_net **out, const struct net_config *cfg, const struct guest_mem *gm,
+int vnet_new(struct virtio_net **out, const struct vnet_config *cfg, const struct guest_mem *gm,
 	    char *err, size_t errlen)
 {
 	uint16_t qsize = cfg->queue_size ? cfg->queue_size : NET_DEFAULT_QUEUE_SIZE;
@@ -1104,7 +1104,7 @@ int net_new(struct virtio_net **out, const struct net_config *cfg, const struct 
 		net_backend_free(cfg->custom);
 		goto err_free;
 	}
-	rc = net_open_backend(n, cfg, err, errlen);
+	rc = vnet_open_backend(n, cfg, err, errlen);
 	if (rc < 0)
 		goto err_free;
 	n->work_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1117,7 +1117,7 @@ int net_new(struct virtio_net **out, const struct net_config *cfg, const struct 
 	n->mtu = cfg->mtu;
 	n->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
 	pthread_mutex_init(&n->lock, NULL);
-	virtio_dev_init(&n->vdev, "virtio-net", VIRTIO_ID_NET, &net_ops, n, 2, qsize,
+	virtio_dev_init(&n->vdev, "virtio-net", VIRTIO_ID_NET, &vnet_ops, n, 2, qsize,
 			sizeof(struct virtio_net_config), gm);
 	*out = n;
 	return 0;
@@ -1131,11 +1131,11 @@ err_free:
 	return rc;
 }
 
-void net_free(struct virtio_net *n)
+void vnet_free(struct virtio_net *n)
 {
 	if (!n)
 		return;
-	net_detach_loop(n);
+	vnet_detach_loop(n);
 	net_backend_free(n->be);
 	if (n->work_fd >= 0)
 		close(n->work_fd);
@@ -1148,7 +1148,7 @@ void net_free(struct virtio_net *n)
 
 /* ---- --net parsing ---- */
 
-void net_default_mac(const char *seed, unsigned index, uint8_t mac[6])
+void vnet_default_mac(const char *seed, unsigned index, uint8_t mac[6])
 {
 	uint32_t h = 2166136261u;   /* FNV-1a */
 
@@ -1164,7 +1164,7 @@ void net_default_mac(const char *seed, unsigned index, uint8_t mac[6])
 	mac[5] = (uint8_t)h;
 }
 
-static int net_hex(char c)
+static int vnet_hex(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -1175,12 +1175,12 @@ static int net_hex(char c)
 	return -1;
 }
 
-static int net_parse_mac(const char *s, size_t len, uint8_t mac[6])
+static int vnet_parse_mac(const char *s, size_t len, uint8_t mac[6])
 {
 	if (len != 17)
 		return -EINVAL;
 	for (unsigned i = 0; i < 6; i++) {
-		int hi = net_hex(s[3 * i]), lo = net_hex(s[3 * i + 1]);
+		int hi = vnet_hex(s[3 * i]), lo = vnet_hex(s[3 * i + 1]);
 
 		if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
 			return -EINVAL;
@@ -1192,7 +1192,7 @@ static int net_parse_mac(const char *s, size_t len, uint8_t mac[6])
 	return 0;
 }
 
-static int net_parse_u16(const char *s, size_t len, unsigned min, unsigned max, uint16_t *v)
+static int vnet_parse_u16(const char *s, size_t len, unsigned min, unsigned max, uint16_t *v)
 {
 	unsigned x = 0;
 
@@ -1210,7 +1210,7 @@ static int net_parse_u16(const char *s, size_t len, unsigned min, unsigned max, 
 }
 
 /* One "key=value" option after the backend part. */
-static int net_parse_opt(struct net_config *cfg, const char *opt, size_t len, bool *mac_given,
+static int vnet_parse_opt(struct vnet_config *cfg, const char *opt, size_t len, bool *mac_given,
 			 char *err, size_t errlen)
 {
 	const char *eq = memchr(opt, '=', len);
@@ -1220,7 +1220,7 @@ static int net_parse_opt(struct net_config *cfg, const char *opt, size_t len, bo
 	char q[64];
 
 	if (klen == 3 && !memcmp(opt, "mac", 3) && eq) {
-		if (net_parse_mac(val, vlen, cfg->mac)) {
+		if (vnet_parse_mac(val, vlen, cfg->mac)) {
 			snprintf(err, errlen, "--net: bad mac '%s' (want a unicast xx:xx:xx:xx:xx:xx)",
 				 net_printable(q, sizeof(q), val, vlen));
 			return -EINVAL;
@@ -1229,7 +1229,7 @@ static int net_parse_opt(struct net_config *cfg, const char *opt, size_t len, bo
 		return 0;
 	}
 	if (klen == 3 && !memcmp(opt, "mtu", 3) && eq) {
-		if (net_parse_u16(val, vlen, 68, 65535, &cfg->mtu)) {
+		if (vnet_parse_u16(val, vlen, 68, 65535, &cfg->mtu)) {
 			snprintf(err, errlen, "--net: bad mtu '%s' (68-65535)", net_printable(q, sizeof(q), val, vlen));
 			return -EINVAL;
 		}
@@ -1257,7 +1257,7 @@ static int net_parse_opt(struct net_config *cfg, const char *opt, size_t len, bo
 	return -EINVAL;
 }
 
-int net_parse_spec(const char *spec, struct net_config *cfg, char *err, size_t errlen)
+int vnet_parse_spec(const char *spec, struct vnet_config *cfg, char *err, size_t errlen)
 {
 	const char *p, *comma = strchr(spec, ',');
 	size_t first = comma ? (size_t)(comma - spec) : strlen(spec);
@@ -1289,13 +1289,13 @@ int net_parse_spec(const char *spec, struct net_config *cfg, char *err, size_t e
 		p++;
 		comma = strchr(p, ',');
 		len = comma ? (size_t)(comma - p) : strlen(p);
-		rc = net_parse_opt(cfg, p, len, &mac_given, err, errlen);
+		rc = vnet_parse_opt(cfg, p, len, &mac_given, err, errlen);
 		if (rc < 0)
 			return rc;
 	}
 	if (!mac_given) {
 		snprintf(seed, sizeof(seed), "%.*s", (int)first, spec);
-		net_default_mac(seed, 0, cfg->mac);
+		vnet_default_mac(seed, 0, cfg->mac);
 	}
 	return 0;
 }

@@ -6,7 +6,7 @@
  * buffers always.
  *
  * Threads: all queue and backend work runs on the I/O thread whose loop the
- * device was attached to (net_attach_loop); kicks arriving on other threads
+ * device was attached to (vnet_attach_loop); kicks arriving on other threads
  * (MMIO exits) are handed to it through an eventfd. activate/reset run on
  * vCPU threads and synchronise with the I/O thread through the device lock.
  */
@@ -82,7 +82,7 @@ enum net_backend_kind {
 	NET_BACKEND_USER,
 };
 
-struct net_config {
+struct vnet_config {
 	enum net_backend_kind backend;
 	char ifname[IFNAMSIZ];            /* tap */
 	uint8_t mac[6];
@@ -92,13 +92,13 @@ struct net_config {
 	uint16_t queue_size;              /* 0: NET_DEFAULT_QUEUE_SIZE; a power of two <= VQ_MAX_SIZE */
 	/*
 	 * Tests and fuzzers: an already-open backend to use instead of `backend`;
-	 * net_new() takes it over (and frees it on failure too).
+	 * vnet_new() takes it over (and frees it on failure too).
 	 */
 	struct net_backend *custom;
 };
 
 /* Counters beyond virtio_metrics (which gets packets, bytes and errors too). */
-struct net_stats {
+struct vnet_stats {
 	uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
 	uint64_t rx_dropped;    /* frames for the guest that could not be delivered */
 	uint64_t tx_dropped;    /* guest frames not sent (oversized, bad header, backend refused) */
@@ -113,33 +113,33 @@ struct net_stats {
  * ("tap=NAME" / "user"), so the same command line gives the same MAC.
  * 0 or -EINVAL with a one-line reason in err.
  */
-int net_parse_spec(const char *spec, struct net_config *cfg, char *err, size_t errlen);
+int vnet_parse_spec(const char *spec, struct vnet_config *cfg, char *err, size_t errlen);
 
 /* 52:54:00:xx:xx:xx from `seed` and `index` (for several NICs with the same seed). */
-void net_default_mac(const char *seed, unsigned index, uint8_t mac[6]);
+void vnet_default_mac(const char *seed, unsigned index, uint8_t mac[6]);
 
 /* Open the backend and set up the device. 0 or -errno with err. */
-int net_new(struct virtio_net **out, const struct net_config *cfg, const struct guest_mem *gm,
+int vnet_new(struct virtio_net **out, const struct vnet_config *cfg, const struct guest_mem *gm,
 	    char *err, size_t errlen);
 /* The generic device, for a transport. */
-struct virtio_dev *net_virtio(struct virtio_net *n);
+struct virtio_dev *vnet_virtio(struct virtio_net *n);
 /*
  * Register the backend's fds and the device's work eventfd with the I/O
  * thread's loop. Call once, before that loop runs. 0 or -errno.
  */
-int net_attach_loop(struct virtio_net *n, struct loop *l);
-/* Undo net_attach_loop(); the loop must not be running (or call it from that loop). */
-void net_detach_loop(struct virtio_net *n);
+int vnet_attach_loop(struct virtio_net *n, struct loop *l);
+/* Undo vnet_attach_loop(); the loop must not be running (or call it from that loop). */
+void vnet_detach_loop(struct virtio_net *n);
 /* Detaches if needed, closes the backend. NULL is a no-op. */
-void net_free(struct virtio_net *n);
+void vnet_free(struct virtio_net *n);
 
-void net_get_stats(struct virtio_net *n, struct net_stats *st);
+void vnet_get_stats(struct virtio_net *n, struct vnet_stats *st);
 
 /*
  * Tests and fuzzers without a loop: do what the loop callbacks would do once
  * (send a frame that waited for the backend, continue a transmit batch cut
  * by its budget, receive from the backend while the guest has buffers).
  */
-void net_poll(struct virtio_net *n);
+void vnet_poll(struct virtio_net *n);
 
 #endif

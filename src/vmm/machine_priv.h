@@ -14,7 +14,7 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/rtc.h"
 #include "devices/legacy/uart.h"
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/rng.h"
 #include "loop/iothread.h"

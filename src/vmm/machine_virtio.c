@@ -243,13 +243,13 @@ static void free_net(void *p)
 {
 	struct net_slot *ns = p;
 
-	net_detach_loop(ns->net);
-	net_free(ns->net);
+	vnet_detach_loop(ns->net);
+	vnet_free(ns->net);
 	free(ns);
 }
 
 /* The emulated Intel 82540EM: same backends, a real NIC's registers. */
-static int machine_add_e1000(struct machine *m, const struct machine_config *cfg, const struct net_config *nc,
+static int machine_add_e1000(struct machine *m, const struct machine_config *cfg, const struct vnet_config *nc,
 			     unsigned idx, char *err, size_t errlen)
 {
 	struct machine_nic *nic;
@@ -325,7 +325,7 @@ static int net_take_model(const char *spec, char *buf, size_t len, bool *e1000, 
 static int machine_add_net(struct machine *m, const struct machine_config *cfg, const char *spec,
 			   unsigned idx, char *err, size_t errlen)
 {
-	struct net_config nc;
+	struct vnet_config nc;
 	struct machine_vdev *s;
 	struct net_slot *ns;
 	char name[16], rest[512];
@@ -335,7 +335,7 @@ static int machine_add_net(struct machine *m, const struct machine_config *cfg, 
 	e = net_take_model(spec, rest, sizeof(rest), &e1000, err, errlen);
 	if (e < 0)
 		return e;
-	e = net_parse_spec(rest, &nc, err, errlen);
+	e = vnet_parse_spec(rest, &nc, err, errlen);
 	if (e < 0)
 		return e;
 	if (e1000)
@@ -349,7 +349,7 @@ static int machine_add_net(struct machine *m, const struct machine_config *cfg, 
 		iothread_exit(&s->io);
 		return -ENOMEM;
 	}
-	e = net_new(&ns->net, &nc, &m->vm.gm, err, errlen);
+	e = vnet_new(&ns->net, &nc, &m->vm.gm, err, errlen);
 	if (e < 0) {
 		free(ns);
 		iothread_exit(&s->io);
@@ -357,13 +357,13 @@ static int machine_add_net(struct machine *m, const struct machine_config *cfg, 
 	}
 	s->dev = ns;
 	s->free = free_net;
-	e = net_attach_loop(ns->net, s->io.loop);
+	e = vnet_attach_loop(ns->net, s->io.loop);
 	if (e < 0) {
 		m->nvdevs++;
 		snprintf(err, errlen, "net %s: event loop: %s", spec, strerror(-e));
 		return e;
 	}
-	return machine_vdev_attach(m, cfg, s, net_virtio(ns->net), err, errlen);
+	return machine_vdev_attach(m, cfg, s, vnet_virtio(ns->net), err, errlen);
 }
 
 /* Tell a Linux guest where the virtio-mmio devices are (it has no other way to find them). */

@@ -1,4 +1,4 @@
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "mem/layout.h"
 #include "snapshot/snap.h"
 

@@ -316,7 +316,7 @@ static int vmm_override_net(struct machine_config *c, const char *id, const char
 
 			snprintf(seed, sizeof(seed), "%.*s", (int)(rest ? (size_t)(rest - c->nets[i]) :
 								  strlen(c->nets[i])), c->nets[i]);
-			net_default_mac(seed, 0, mac);
+			vnet_default_mac(seed, 0, mac);
 			if (asprintf(&spec, "tap=%s%s,mac=%02x:%02x:%02x:%02x:%02x:%02x", tap, rest ? rest : "",
 				     mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]) < 0)
 				return -ENOMEM;

@@ -24,7 +24,7 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/rtc.h"
 #include "devices/legacy/uart.h"
-#include "devices/pci/pci.h"
+#include "pci/pci.h"
 #include "loop/loop.h"
 #include "mem/layout.h"
 #include "util/log.h"
