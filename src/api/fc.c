@@ -534,10 +534,6 @@ static int fc_drive_apply(struct fc_config *c, const char *path_id, const cJSON 
 		snprintf(err, errlen, "missing field 'path_on_host' in %s", where);
 		return -EINVAL;
 	}
-	if (strchr(path, ',')) {
-		snprintf(err, errlen, "path_on_host in %s: kestrel cannot use a path that contains ','", where);
-		return -EINVAL;
-	}
 	if (partuuid && !fc_name_chars(partuuid, FC_ID_MAX, "-")) {
 		snprintf(err, errlen, "partuuid in %s: use letters, digits and '-'", where);
 		return -EINVAL;
@@ -1119,25 +1115,30 @@ static char *fc_cmdline(const struct fc_config *c)
 	return n < 0 ? NULL : s;
 }
 
-static char *fc_disk_spec(const struct fc_drive *d)
+/* A drive as the virtio-blk device takes it (kestrel's defaults: io_uring, one queue). */
+static void fc_disk_config(const struct fc_drive *d, struct blk_config *b)
 {
-	char *s;
-
-	if (asprintf(&s, "%s%s%s", d->path, d->read_only ? ",ro" : "",
-		     d->engine < 0 ? "" : d->engine ? ",engine=uring" : ",engine=sync") < 0)
-		return NULL;
-	return s;
+	memset(b, 0, sizeof(*b));
+	snprintf(b->path, sizeof(b->path), "%s", d->path);
+	b->read_only = d->read_only;
+	b->engine = d->engine == 0 ? BLOCK_ENGINE_SYNC : BLOCK_ENGINE_URING;
+	b->num_queues = 1;
 }
 
-static char *fc_net_spec(const struct fc_net *n)
+/* An interface on a TAP device; without guest_mac the machine derives one. */
+static void fc_net_config(const struct fc_net *n, struct net_config *nc)
 {
-	char *s, mtu[16] = "";
-
-	if (n->mtu)
-		snprintf(mtu, sizeof(mtu), ",mtu=%u", n->mtu);
-	if (asprintf(&s, "tap=%s%s%s%s", n->host_dev, n->mac ? ",mac=" : "", n->mac ? n->mac : "", mtu) < 0)
-		return NULL;
-	return s;
+	memset(nc, 0, sizeof(*nc));
+	snprintf(nc->id, sizeof(nc->id), "%s", n->id);
+	nc->model = NET_MODEL_VIRTIO;
+	nc->backend = NET_BACKEND_TAP;
+	snprintf(nc->ifname, sizeof(nc->ifname), "%s", n->host_dev);
+	if (n->mac) {
+		for (int i = 0; i < 6; i++)
+			nc->mac[i] = (uint8_t)strtoul((char[3]){ n->mac[3 * i], n->mac[3 * i + 1], 0 }, NULL, 16);
+		nc->mac_set = true;
+	}
+	nc->mtu = (uint16_t)n->mtu;
 }
 
 int fc_machine_build(const struct fc_config *c, struct fc_machine *m, char *err, size_t errlen)
@@ -1169,20 +1170,12 @@ int fc_machine_build(const struct fc_config *c, struct fc_machine *m, char *err,
 		for (unsigned i = 0; i < c->ndrives; i++) {
 			if (c->drives[i].root != (pass == 0))
 				continue;
-			m->disks[k] = fc_disk_spec(&c->drives[i]);
-			oom |= !m->disks[k];
-			cfg->disks[k] = m->disks[k];
-			k++;
+			fc_disk_config(&c->drives[i], &cfg->disks[k++]);
 		}
 	}
 	cfg->ndisks = k;
-	for (unsigned i = 0; i < c->nnets; i++) {
-		m->nets[i] = fc_net_spec(&c->nets[i]);
-		m->net_ids[i] = fc_strdup_opt(c->nets[i].id, &oom);
-		oom |= !m->nets[i];
-		cfg->nets[i] = m->nets[i];
-		cfg->net_ids[i] = m->net_ids[i];
-	}
+	for (unsigned i = 0; i < c->nnets; i++)
+		fc_net_config(&c->nets[i], &cfg->nets[i]);
 	cfg->nnets = c->nnets;
 	if (oom) {
 		fc_machine_exit(m);
@@ -1197,12 +1190,6 @@ void fc_machine_exit(struct fc_machine *m)
 	if (!m)
 		return;
 	free(m->cmdline);
-	for (size_t i = 0; i < MACHINE_MAX_DISKS; i++)
-		free(m->disks[i]);
-	for (size_t i = 0; i < MACHINE_MAX_NETS; i++) {
-		free(m->nets[i]);
-		free(m->net_ids[i]);
-	}
 	for (size_t i = 0; i < FC_NFIELDS(m->strs); i++)
 		free(m->strs[i]);
 	memset(m, 0, sizeof(*m));

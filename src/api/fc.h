@@ -30,6 +30,8 @@
 #define FC_MAX_MEM_MIB   (1024u * 1024u)   /* 1 TiB */
 #define FC_DEFAULT_MEM_MIB 128             /* Firecracker's default */
 
+_Static_assert(FC_ID_MAX <= MACHINE_NET_ID_MAX, "an iface_id fits a net_config's id");
+
 struct fc_drive {
 	char *id;
 	char *path;
@@ -109,9 +111,6 @@ char *fc_machine_config_to_json(const struct fc_config *c);
 struct fc_machine {
 	struct machine_config cfg;
 	char *cmdline;
-	char *disks[MACHINE_MAX_DISKS];
-	char *nets[MACHINE_MAX_NETS];
-	char *net_ids[MACHINE_MAX_NETS];
 	char *strs[5];           /* kernel, initrd, console, metrics path, spare */
 };
 

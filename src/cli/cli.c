@@ -267,14 +267,18 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 				snprintf(err, errlen, "--disk: at most %d disks", MACHINE_MAX_DISKS);
 				return CLI_EXIT_USAGE;
 			}
-			cfg->disks[cfg->ndisks++] = optarg;
+			if (blk_parse_spec(optarg, &cfg->disks[cfg->ndisks], err, errlen) < 0)
+				return CLI_EXIT_USAGE;
+			cfg->ndisks++;
 			break;
 		case OPT_NET:
 			if (cfg->nnets == MACHINE_MAX_NETS) {
 				snprintf(err, errlen, "--net: at most %d network devices", MACHINE_MAX_NETS);
 				return CLI_EXIT_USAGE;
 			}
-			cfg->nets[cfg->nnets++] = optarg;
+			if (machine_net_parse(optarg, &cfg->nets[cfg->nnets], err, errlen) < 0)
+				return CLI_EXIT_USAGE;
+			cfg->nnets++;
 			break;
 		case OPT_METRICS: cfg->metrics_path = optarg; break;
 		case OPT_METRICS_INTERVAL:
@@ -314,6 +318,30 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 	}
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose == 1 ? LOG_INFO : LOG_WARN);
 	return 0;
+}
+
+/*
+ * kestrel run: the same VMM as the API's (one loop, one owner of the life
+ * cycle), started at once with the command line's machine.
+ */
+static int cli_run(const struct machine_config *cfg)
+{
+	char err[512] = "";
+	struct vmm *v = vmm_new();
+	int r;
+
+	if (!v) {
+		fprintf(stderr, "kestrel: error: out of memory\n");
+		return 1;
+	}
+	if (vmm_start(v, cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "kestrel: error: %s\n", err);
+		vmm_free(v);
+		return 1;
+	}
+	r = vmm_run(v);
+	vmm_free(v);
+	return r;
 }
 
 /* ---- kestrel --api-sock / --config-file: a VMM driven by the API or a file ---- */
@@ -571,5 +599,5 @@ int cli_main(int argc, char **argv)
 		fprintf(stderr, "kestrel: %s (try 'kestrel --help')\n", err);
 		return r;
 	}
-	return machine_run(&cfg);
+	return cli_run(&cfg);
 }

@@ -318,6 +318,15 @@ struct machine *machine_new(const struct machine_config *cfg, struct loop *loop,
 		return NULL;
 	}
 	m->cfg = *cfg;
+	/* A NIC without a MAC gets its derived one here, so a snapshot keeps it
+	 * even when a restore moves the NIC to another TAP device. */
+	for (unsigned i = 0; i < m->cfg.nnets; i++) {
+		if (!m->cfg.nets[i].mac_set) {
+			machine_net_default_mac(&m->cfg.nets[i], m->cfg.nets[i].mac);
+			m->cfg.nets[i].mac_set = true;
+		}
+	}
+	cfg = &m->cfg;
 	m->loop = loop;
 	m->drain_fd = m->metrics_timer = -1;
 	e = chardev_open(&m->console, cfg->console, err, errlen);
@@ -492,28 +501,7 @@ int machine_flush_metrics(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
-/* --- the command line's VM: one machine, its own loop --------------- */
-
-static void machine_run_stop_cb(void *opaque, uint32_t events)
-{
-	loop_stop(opaque);
-}
-
-struct machine_run_sig {
-	struct machine *m;
-	int fd;
-};
-
-static void machine_run_signal_cb(void *opaque, uint32_t events)
-{
-	struct machine_run_sig *s = opaque;
-	struct signalfd_siginfo si;
-
-	if (read(s->fd, &si, sizeof(si)) != sizeof(si))
-		return;
-	log_info("main", "signal %u: stopping the VM", si.ssi_signo);
-	machine_request_stop(s->m, 128 + (int)si.ssi_signo);
-}
+/* --- signals ------------------------------------------------------- */
 
 int machine_signalfd(void)
 {
@@ -525,49 +513,4 @@ int machine_signalfd(void)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-}
-
-int machine_run(const struct machine_config *cfg)
-{
-	struct machine_run_sig sig = { .fd = -1 };
-	struct loop *loop = loop_new();
-	struct machine *m = NULL;
-	char err[512] = "";
-	int status = 1;
-
-	if (!loop) {
-		fprintf(stderr, "kestrel: error: out of memory\n");
-		return 1;
-	}
-	sig.fd = machine_signalfd();
-	if (sig.fd < 0) {
-		fprintf(stderr, "kestrel: error: signalfd: %s\n", strerror(errno));
-		goto out;
-	}
-	m = machine_new(cfg, loop, NULL, err, sizeof(err));
-	if (!m) {
-		fprintf(stderr, "kestrel: error: %s\n", err);
-		goto out;
-	}
-	sig.m = m;
-	if (loop_add(loop, sig.fd, EPOLLIN, machine_run_signal_cb, &sig) < 0 ||
-	    loop_add(loop, machine_stop_fd(m), EPOLLIN, machine_run_stop_cb, loop) < 0) {
-		fprintf(stderr, "kestrel: error: event loop: %s\n", strerror(errno));
-		goto out;
-	}
-	if (machine_start(m, err, sizeof(err)) < 0)
-		fprintf(stderr, "kestrel: error: %s\n", err);
-	loop_run(loop);
-	status = machine_finish(m);
-out:
-	if (m) {
-		loop_del(loop, machine_stop_fd(m));
-		machine_free(m);
-	}
-	if (sig.fd >= 0) {
-		loop_del(loop, sig.fd);
-		close(sig.fd);
-	}
-	loop_free(loop);
-	return status;
 }

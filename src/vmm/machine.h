@@ -5,12 +5,42 @@
 #ifndef KESTREL_MACHINE_H
 #define KESTREL_MACHINE_H
 
+#include <net/if.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backends/net.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
+
 #define MACHINE_MAX_DISKS 8
 #define MACHINE_MAX_NETS 4
+#define MACHINE_NET_ID_MAX 64
+
+/*
+ * The devices are typed from the edge on: the command line, the API and the
+ * config file fill these once, the machine builds its devices from them, the
+ * snapshot stores them field by field and a restore overrides fields. A disk
+ * is the virtio-blk device's own struct blk_config (path, ro, direct, engine,
+ * queues, serial); a NIC is a struct net_config.
+ */
+enum net_model {
+	NET_MODEL_VIRTIO = 0,
+	NET_MODEL_E1000 = 1,
+};
+
+struct net_config {
+	char id[MACHINE_NET_ID_MAX + 1];  /* the API's iface_id; empty: "ethN" by position */
+	enum net_model model;
+	enum net_backend_kind backend;    /* NET_BACKEND_TAP or NET_BACKEND_USER */
+	char ifname[IFNAMSIZ];            /* tap */
+	struct net_hostfwd hostfwd[NET_MAX_HOSTFWD];   /* user */
+	unsigned nr_hostfwd;
+	bool mac_set;                     /* false: derived from the backend when the VM is built */
+	uint8_t mac[6];
+	uint16_t mtu;                     /* 0: not advertised */
+};
 
 struct machine_config {
 	const char *kernel;
@@ -30,10 +60,9 @@ struct machine_config {
 	bool rng;                   /* --rng */
 	bool virtio_console;        /* --console virtio: stdio on hvc0 instead of COM1 */
 	bool transport_mmio;        /* --transport mmio */
-	const char *disks[MACHINE_MAX_DISKS];
+	struct blk_config disks[MACHINE_MAX_DISKS];
 	unsigned ndisks;
-	const char *nets[MACHINE_MAX_NETS];
-	const char *net_ids[MACHINE_MAX_NETS];   /* API iface_id of each NIC, or NULL */
+	struct net_config nets[MACHINE_MAX_NETS];
 	unsigned nnets;
 	bool track_dirty_pages;     /* log dirty pages from the start (Diff snapshots) */
 
@@ -48,8 +77,15 @@ struct machine_config {
 #define MACHINE_DEFAULT_MEM  (256ull << 20)
 #define MACHINE_MIN_MEM      (8ull << 20)
 
-/* Build, boot and run the VM to its end; returns kestrel's exit status. */
-int machine_run(const struct machine_config *cfg);
+/*
+ * The --net syntax, "tap=NAME|user[,hostfwd=...][,mac=M][,mtu=N][,model=virtio|e1000]",
+ * into a net_config (the MAC is always set). 0 or -EINVAL with a one-line reason.
+ */
+int machine_net_parse(const char *spec, struct net_config *out, char *err, size_t errlen);
+/* The MAC a NIC without mac= gets: 52:54:00 plus a hash of its backend. */
+void machine_net_default_mac(const struct net_config *n, uint8_t mac[6]);
+/* NIC i's id: its own, or "ethN" by position. */
+const char *machine_net_id(const struct machine_config *c, unsigned i, char *buf, size_t len);
 
 struct machine;
 struct loop;
@@ -57,7 +93,7 @@ struct snap_writer;
 struct snap_reader;
 
 /*
- * The life cycle behind machine_run and the API. machine_new builds the VM
+ * The life cycle the vmm drives (for `kestrel run` and the API alike). machine_new builds the VM
  * and its devices and registers their host fds on `loop` (the caller runs it);
  * without mem_file it loads the kernel, with one it maps RAM from that
  * snapshot memory file and loads no kernel (machine_load follows).
@@ -81,9 +117,12 @@ void machine_free(struct machine *m);
 int machine_snapshot(struct machine *m, bool diff, const char *state_path, const char *mem_path,
 		     char *err, size_t errlen);
 /*
- * The machine configuration stored in a snapshot ("machine" section); its
- * strings are malloc'ed, released by machine_config_release().
+ * The machine configuration stored in a snapshot ("machine" section, field by
+ * field; the loader still reads the version-1 sections that held the --disk
+ * and --net strings). Loaded strings (kernel, cmdline) are malloc'ed, released
+ * by machine_config_release().
  */
+void machine_config_save(const struct machine_config *cfg, struct snap_writer *w);
 int machine_config_load(struct machine_config *cfg, const struct snap_reader *r, char *err, size_t errlen);
 void machine_config_release(struct machine_config *cfg);
 /* Device and vCPU state from a snapshot into a machine built by machine_new(cfg, .., mem_file). */

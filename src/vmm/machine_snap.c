@@ -22,106 +22,11 @@
 #include "snapshot/snap.h"
 #include "util/log.h"
 
-#define MACHINE_SNAP_VERSION 1
 #define PAGE 4096ull
 
 #define MEM_SNAP_VERSION 1
 
 enum { MEM_FULL = 0, MEM_DIFF = 1 };   /* the memory section: what the memory file holds */
-
-/* --- configuration ---------------------------------------------------- */
-
-static void machine_config_save(const struct machine_config *c, struct snap_writer *w)
-{
-	snap_begin(w, "machine", MACHINE_SNAP_VERSION);
-	snap_put_u32(w, c->cpus);
-	snap_put_u64(w, c->mem_size);
-	snap_put_bool(w, c->hugepages);
-	snap_put_bool(w, c->rng);
-	snap_put_bool(w, c->virtio_console);
-	snap_put_bool(w, c->transport_mmio);
-	snap_put_str(w, c->kernel);
-	snap_put_str(w, c->cmdline);
-	snap_put_u32(w, c->ndisks);
-	for (unsigned i = 0; i < c->ndisks; i++)
-		snap_put_str(w, c->disks[i]);
-	snap_put_u32(w, c->nnets);
-	for (unsigned i = 0; i < c->nnets; i++) {
-		snap_put_str(w, c->nets[i]);
-		snap_put_str(w, c->net_ids[i]);
-	}
-	snap_end(w);
-}
-
-void machine_config_release(struct machine_config *c)
-{
-	free((char *)c->kernel);
-	free((char *)c->cmdline);
-	for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++)
-		free((char *)c->disks[i]);
-	for (unsigned i = 0; i < MACHINE_MAX_NETS; i++) {
-		free((char *)c->nets[i]);
-		free((char *)c->net_ids[i]);
-	}
-	c->kernel = c->cmdline = NULL;
-	memset(c->disks, 0, sizeof(c->disks));
-	memset(c->nets, 0, sizeof(c->nets));
-	memset(c->net_ids, 0, sizeof(c->net_ids));
-}
-
-static char *snap_dup_str(struct snap_sec *s)
-{
-	char buf[4096];
-	bool null;
-
-	if (snap_get_str(s, buf, sizeof(buf), &null) < 0 || null)
-		return NULL;
-	return strdup(buf);
-}
-
-int machine_config_load(struct machine_config *c, const struct snap_reader *r, char *err, size_t errlen)
-{
-	struct snap_sec s;
-
-	if (snap_find(r, "machine", &s) < 0) {
-		snprintf(err, errlen, "snapshot has no machine section");
-		return -EINVAL;
-	}
-	if (s.version != MACHINE_SNAP_VERSION) {
-		snprintf(err, errlen, "snapshot machine section version %u; this kestrel reads %u", s.version,
-			 MACHINE_SNAP_VERSION);
-		return -EINVAL;
-	}
-	c->cpus = snap_get_u32(&s);
-	c->mem_size = snap_get_u64(&s);
-	c->hugepages = snap_get_bool(&s);
-	c->rng = snap_get_bool(&s);
-	c->virtio_console = snap_get_bool(&s);
-	c->transport_mmio = snap_get_bool(&s);
-	c->kernel = snap_dup_str(&s);
-	c->cmdline = snap_dup_str(&s);
-	c->ndisks = snap_get_u32(&s);
-	if (c->ndisks > MACHINE_MAX_DISKS)
-		snap_sec_fail(&s);
-	for (unsigned i = 0; i < c->ndisks && !s.err; i++)
-		if (!(c->disks[i] = snap_dup_str(&s)))
-			snap_sec_fail(&s);
-	c->nnets = snap_get_u32(&s);
-	if (c->nnets > MACHINE_MAX_NETS)
-		snap_sec_fail(&s);
-	for (unsigned i = 0; i < c->nnets && !s.err; i++) {
-		if (!(c->nets[i] = snap_dup_str(&s)))
-			snap_sec_fail(&s);
-		c->net_ids[i] = snap_dup_str(&s);
-	}
-	if (snap_sec_end(&s) < 0 || c->cpus == 0 || c->cpus > VM_MAX_VCPUS || c->mem_size < MACHINE_MIN_MEM ||
-	    c->mem_size % PAGE) {
-		machine_config_release(c);
-		snprintf(err, errlen, "snapshot machine section is malformed");
-		return -EINVAL;
-	}
-	return 0;
-}
 
 /* --- guest memory ----------------------------------------------------- */
 

@@ -194,19 +194,14 @@ static void free_disk(void *p)
 	free(ds);
 }
 
-static int machine_add_disk(struct machine *m, const struct machine_config *cfg, const char *spec,
+static int machine_add_disk(struct machine *m, const struct machine_config *cfg, const struct blk_config *bc,
 			    unsigned idx, char *err, size_t errlen)
 {
-	struct blk_config bc;
 	struct machine_vdev *s;
 	struct disk_slot *ds;
 	char name[16];
 	int e;
 
-	blk_config_init(&bc);
-	e = blk_parse_spec(spec, &bc, err, errlen);
-	if (e < 0)
-		return e;
 	snprintf(name, sizeof(name), "blk%u", idx);
 	s = machine_vdev_slot(m, cfg, name, err, errlen);
 	if (!s)
@@ -216,7 +211,7 @@ static int machine_add_disk(struct machine *m, const struct machine_config *cfg,
 		iothread_exit(&s->io);
 		return -ENOMEM;
 	}
-	e = blk_new(&ds->blk, &bc, &m->vm.gm, err, errlen);
+	e = blk_new(&ds->blk, bc, &m->vm.gm, err, errlen);
 	if (e < 0) {
 		free(ds);
 		iothread_exit(&s->io);
@@ -229,7 +224,7 @@ static int machine_add_disk(struct machine *m, const struct machine_config *cfg,
 	e = loop_add(s->io.loop, blk_event_fd(ds->blk), EPOLLIN, blk_loop_cb, ds->blk);
 	if (e < 0) {
 		m->nvdevs++;
-		snprintf(err, errlen, "disk %s: event loop: %s", spec, strerror(-e));
+		snprintf(err, errlen, "disk %s: event loop: %s", bc->path, strerror(-e));
 		return e;
 	}
 	return machine_vdev_attach(m, cfg, s, blk_virtio(ds->blk), err, errlen);
@@ -292,53 +287,19 @@ static int machine_add_e1000(struct machine *m, const struct machine_config *cfg
 	return e;
 }
 
-/* "model=virtio|e1000" inside a --net spec; removed from the copy in buf. */
-static int net_take_model(const char *spec, char *buf, size_t len, bool *e1000, char *err, size_t errlen)
-{
-	char *p, *tok, *save = NULL;
-	size_t n = 0;
-
-	*e1000 = false;
-	if (strlen(spec) >= len) {
-		snprintf(err, errlen, "--net: specification too long");
-		return -EINVAL;
-	}
-	char tmp[512];
-	snprintf(tmp, sizeof(tmp), "%s", spec);
-	buf[0] = '\0';
-	for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(tok, "model=", 6)) {
-			if (!strcmp(tok + 6, "e1000")) {
-				*e1000 = true;
-			} else if (strcmp(tok + 6, "virtio")) {
-				snprintf(err, errlen, "--net: unknown model '%.32s' (virtio or e1000)", tok + 6);
-				return -EINVAL;
-			}
-			continue;
-		}
-		p = buf + n;
-		n += (size_t)snprintf(p, len - n, "%s%s", n ? "," : "", tok);
-	}
-	return 0;
-}
-
-static int machine_add_net(struct machine *m, const struct machine_config *cfg, const char *spec,
+static int machine_add_net(struct machine *m, const struct machine_config *cfg, const struct net_config *n,
 			   unsigned idx, char *err, size_t errlen)
 {
-	struct vnet_config nc;
+	struct vnet_config nc = { .backend = n->backend, .nr_hostfwd = n->nr_hostfwd, .mtu = n->mtu };
 	struct machine_vdev *s;
 	struct net_slot *ns;
-	char name[16], rest[512];
-	bool e1000;
+	char name[16];
 	int e;
 
-	e = net_take_model(spec, rest, sizeof(rest), &e1000, err, errlen);
-	if (e < 0)
-		return e;
-	e = vnet_parse_spec(rest, &nc, err, errlen);
-	if (e < 0)
-		return e;
-	if (e1000)
+	memcpy(nc.ifname, n->ifname, sizeof(nc.ifname));
+	memcpy(nc.hostfwd, n->hostfwd, sizeof(nc.hostfwd));
+	memcpy(nc.mac, n->mac, sizeof(nc.mac));
+	if (n->model == NET_MODEL_E1000)
 		return machine_add_e1000(m, cfg, &nc, idx, err, errlen);
 	snprintf(name, sizeof(name), "net%u", idx);
 	s = machine_vdev_slot(m, cfg, name, err, errlen);
@@ -360,7 +321,7 @@ static int machine_add_net(struct machine *m, const struct machine_config *cfg, 
 	e = vnet_attach_loop(ns->net, s->io.loop);
 	if (e < 0) {
 		m->nvdevs++;
-		snprintf(err, errlen, "net %s: event loop: %s", spec, strerror(-e));
+		snprintf(err, errlen, "net%u: event loop: %s", idx, strerror(-e));
 		return e;
 	}
 	return machine_vdev_attach(m, cfg, s, vnet_virtio(ns->net), err, errlen);
@@ -394,9 +355,9 @@ int machine_add_virtio_devices(struct machine *m, const struct machine_config *c
 	if (cfg->virtio_console)
 		e = machine_add_console(m, cfg, err, errlen);
 	for (unsigned i = 0; !e && i < cfg->ndisks; i++)
-		e = machine_add_disk(m, cfg, cfg->disks[i], i, err, errlen);
+		e = machine_add_disk(m, cfg, &cfg->disks[i], i, err, errlen);
 	for (unsigned i = 0; !e && i < cfg->nnets; i++)
-		e = machine_add_net(m, cfg, cfg->nets[i], i, err, errlen);
+		e = machine_add_net(m, cfg, &cfg->nets[i], i, err, errlen);
 	if (!e && cfg->rng)
 		e = machine_add_rng(m, cfg, err, errlen);
 	if (!e && cfg->transport_mmio)

@@ -290,41 +290,28 @@ int vmm_snapshot_create(struct vmm *v, const struct vmm_snapshot_params *p, char
 	return e;
 }
 
-/* network_overrides: give NIC `id` the TAP device `tap`, keeping its other options. */
+/*
+ * network_overrides: NIC `id` gets the TAP device `tap`; every other field
+ * (the MAC included: the snapshot holds the one the guest saw) stays.
+ */
 static int vmm_override_net(struct machine_config *c, const char *id, const char *tap, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < c->nnets; i++) {
-		char autoid[16], *spec;
-		const char *rest;
+		struct net_config *n = &c->nets[i];
+		char autoid[16], q[40];
 
-		snprintf(autoid, sizeof(autoid), "eth%u", i);
-		if (strcmp(c->net_ids[i] ? c->net_ids[i] : autoid, id) != 0)
+		if (strcmp(machine_net_id(c, i, autoid, sizeof(autoid)), id) != 0)
 			continue;
-		if (strncmp(c->nets[i], "tap=", 4) != 0) {
+		if (n->backend != NET_BACKEND_TAP) {
 			snprintf(err, errlen, "network override for %s: the interface is not a TAP device", id);
 			return -EINVAL;
 		}
-		if (!*tap || strchr(tap, ',') || strlen(tap) >= 16) {
-			snprintf(err, errlen, "network override for %s: bad host_dev_name '%s'", id, tap);
+		if (!net_ifname_ok(tap, strlen(tap))) {
+			snprintf(err, errlen, "network override for %s: bad host_dev_name '%s'", id,
+				 net_printable(q, sizeof(q), tap, strlen(tap)));
 			return -EINVAL;
 		}
-		rest = strchr(c->nets[i], ',');
-		if (!rest || !strstr(rest, ",mac=")) {
-			/* The default MAC is derived from the TAP name: keep the guest's MAC. */
-			char seed[64];
-			uint8_t mac[6];
-
-			snprintf(seed, sizeof(seed), "%.*s", (int)(rest ? (size_t)(rest - c->nets[i]) :
-								  strlen(c->nets[i])), c->nets[i]);
-			vnet_default_mac(seed, 0, mac);
-			if (asprintf(&spec, "tap=%s%s,mac=%02x:%02x:%02x:%02x:%02x:%02x", tap, rest ? rest : "",
-				     mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]) < 0)
-				return -ENOMEM;
-		} else if (asprintf(&spec, "tap=%s%s", tap, rest) < 0) {
-			return -ENOMEM;
-		}
-		free((char *)c->nets[i]);
-		c->nets[i] = spec;
+		snprintf(n->ifname, sizeof(n->ifname), "%s", tap);
 		return 0;
 	}
 	snprintf(err, errlen, "network override for unknown interface '%s'", id);
