@@ -48,7 +48,6 @@ struct api {
 	struct fc_config cfg;
 	struct fc_machine machine;        /* the strings the running VM points to */
 	struct fc_snapshot_load load;     /* the same for a VM loaded from a snapshot */
-	bool loaded;
 };
 
 /* ---- libmicrohttpd, loaded on first use ---- */
@@ -168,17 +167,6 @@ struct api_req {
 	char err[512];
 };
 
-static const char *api_state_name(enum vmm_state s)
-{
-	switch (s) {
-	case VMM_NOT_STARTED: return "Not started";
-	case VMM_RUNNING: return "Running";
-	case VMM_PAUSED: return "Paused";
-	case VMM_ENDED: return "Ended";
-	}
-	return "Unknown";
-}
-
 static enum vmm_state api_state(struct api *a)
 {
 	struct vmm_info info;
@@ -208,12 +196,10 @@ static int api_failed(struct api_req *r, unsigned status)
 	return -EINVAL;
 }
 
-/* Boot resources can only be changed before the VM starts (or is loaded). */
+/* Boot resources can only be changed before the VM starts (or is loaded): the vmm's rule. */
 static int api_preboot(struct api_req *r, const char *what)
 {
-	if (api_state(r->a) == VMM_NOT_STARTED && !r->a->loaded)
-		return 0;
-	return api_fail(r, 400, "%s cannot be changed after the VM started", what);
+	return vmm_allowed(r->a->vmm, VMM_OP_CONFIGURE, what, r->err, sizeof(r->err)) ? api_failed(r, 400) : 0;
 }
 
 static int api_get(struct api_req *r)
@@ -227,7 +213,7 @@ static int api_get(struct api_req *r)
 		vmm_get_info(a->vmm, &info);
 		o = cJSON_CreateObject();
 		if (o && cJSON_AddStringToObject(o, "id", a->id) &&
-		    cJSON_AddStringToObject(o, "state", api_state_name(info.state)) &&
+		    cJSON_AddStringToObject(o, "state", vmm_state_name(info.state)) &&
 		    cJSON_AddStringToObject(o, "vmm_version", KESTREL_VERSION) &&
 		    cJSON_AddStringToObject(o, "app_name", "kestrel"))
 			r->json = cJSON_PrintUnformatted(o);
@@ -244,7 +230,7 @@ static int api_get(struct api_req *r)
 		struct fc_config shown = a->cfg;
 
 		vmm_get_info(a->vmm, &info);
-		if (a->loaded) {
+		if (info.restored) {
 			shown.vcpus = info.cpus;
 			shown.mem_mib = (unsigned)(info.mem_size >> 20);
 		}
@@ -253,7 +239,8 @@ static int api_get(struct api_req *r)
 	}
 	case R_VM_CONFIG:
 		/* The API never saw a restored VM's devices: they come from the snapshot. */
-		if (a->loaded)
+		vmm_get_info(a->vmm, &info);
+		if (info.restored)
 			return api_fail(r, 400, "GET /vm/config is not available for a VM loaded from a "
 					"snapshot (its configuration is in the snapshot file); GET "
 					"/machine-config shows its size");
@@ -272,27 +259,19 @@ static int api_action(struct api_req *r)
 {
 	struct api *a = r->a;
 	enum fc_action act;
-	enum vmm_state s;
 	int e;
 
+	/* The vmm checks whether each action is allowed in the VM's state. */
 	if (fc_parse_action(r->body, r->len, &act, r->err, sizeof(r->err)))
 		return api_failed(r, 400);
-	s = api_state(a);
 	switch (act) {
 	case FC_ACTION_START:
-		if (s != VMM_NOT_STARTED || a->loaded)
-			return api_fail(r, 400, "InstanceStart: the VM was already started%s",
-					a->loaded ? " (loaded from a snapshot)" : "");
 		e = api_vm_start(a->vmm, &a->cfg, &a->machine, r->err, sizeof(r->err));
 		break;
 	case FC_ACTION_CTRL_ALT_DEL:
-		if (s != VMM_RUNNING)
-			return api_fail(r, 400, "SendCtrlAltDel: the VM is not running (it is %s)", api_state_name(s));
 		e = vmm_ctrl_alt_del(a->vmm, r->err, sizeof(r->err));
 		break;
 	case FC_ACTION_FLUSH_METRICS:
-		if (s == VMM_NOT_STARTED && !a->loaded)
-			return api_fail(r, 400, "FlushMetrics: the VM is not started, so there are no metrics yet");
 		e = vmm_flush_metrics(a->vmm, r->err, sizeof(r->err));
 		break;
 	default:
@@ -304,19 +283,11 @@ static int api_action(struct api_req *r)
 static int api_vm_state(struct api_req *r)
 {
 	struct api *a = r->a;
-	enum vmm_state s;
 	bool pause;
 	int e;
 
 	if (fc_parse_vm_state(r->body, r->len, &pause, r->err, sizeof(r->err)))
 		return api_failed(r, 400);
-	s = api_state(a);
-	if (s == VMM_NOT_STARTED || s == VMM_ENDED)
-		return api_fail(r, 400, "the VM cannot be %s: it is %s", pause ? "paused" : "resumed",
-				s == VMM_ENDED ? "ending" : "not started (use InstanceStart)");
-	/* Already in the state asked for: nothing to do, as in Firecracker. */
-	if ((pause && s == VMM_PAUSED) || (!pause && s == VMM_RUNNING))
-		return 0;
 	e = pause ? vmm_pause(a->vmm, r->err, sizeof(r->err)) : vmm_resume(a->vmm, r->err, sizeof(r->err));
 	return e ? api_failed(r, 400) : 0;
 }
@@ -324,17 +295,10 @@ static int api_vm_state(struct api_req *r)
 static int api_snapshot_create(struct api_req *r)
 {
 	struct fc_snapshot_create sc;
-	enum vmm_state s;
 	int e;
 
 	if (fc_parse_snapshot_create(r->body, r->len, &sc, r->err, sizeof(r->err)))
 		return api_failed(r, 400);
-	s = api_state(r->a);
-	if (s != VMM_PAUSED) {
-		fc_snapshot_create_exit(&sc);
-		return api_fail(r, 400, "a snapshot needs a paused VM (it is %s): PATCH /vm {\"state\": \"Paused\"} first",
-				api_state_name(s));
-	}
 	e = vmm_snapshot_create(r->a->vmm, &sc.p, r->err, sizeof(r->err));
 	fc_snapshot_create_exit(&sc);
 	return e ? api_failed(r, 400) : 0;
@@ -348,8 +312,8 @@ static int api_snapshot_load(struct api_req *r)
 
 	if (fc_parse_snapshot_load(r->body, r->len, &sl, r->err, sizeof(r->err)))
 		return api_failed(r, 400);
-	if (api_state(a) != VMM_NOT_STARTED || a->loaded)
-		e = api_fail(r, 400, "a snapshot can only be loaded before the VM started");
+	if (vmm_allowed(a->vmm, VMM_OP_SNAPSHOT_LOAD, NULL, r->err, sizeof(r->err)))
+		e = api_failed(r, 400);
 	else if (a->cfg.boot_configured)
 		e = api_fail(r, 400, "a snapshot cannot be loaded after boot resources were configured "
 			     "(boot-source, machine-config, drives, network-interfaces, entropy)");
@@ -366,7 +330,6 @@ static int api_snapshot_load(struct api_req *r)
 	}
 	/* The VM may point at these strings (network overrides) for its life. */
 	a->load = sl;
-	a->loaded = true;
 	return 0;
 }
 
@@ -736,7 +699,8 @@ err_free:
 
 int api_vm_start(struct vmm *v, const struct fc_config *c, struct fc_machine *m, char *err, size_t errlen)
 {
-	int e = fc_machine_build(c, m, err, errlen);
+	/* Asked before building, so a started VM is refused for that, not for its config. */
+	int e = vmm_allowed(v, VMM_OP_START, NULL, err, errlen) ?: fc_machine_build(c, m, err, errlen);
 
 	if (e)
 		return e;

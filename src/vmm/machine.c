@@ -392,40 +392,25 @@ int machine_start(struct machine *m, char *err, size_t errlen)
 		snprintf(err, errlen, "starting vCPUs: %s", strerror(-e));
 		return e;
 	}
-	m->started = true;
 	return 0;
-}
-
-bool machine_started(const struct machine *m)
-{
-	return m->started;
 }
 
 int machine_pause(struct machine *m)
 {
-	if (!m->started || m->paused)
-		return 0;
 	vm_pause(&m->vm);
 	machine_virtio_pause(m);
-	m->paused = true;
 	return 0;
 }
 
 int machine_resume(struct machine *m, char *err, size_t errlen)
 {
-	int e;
+	int e = machine_virtio_resume(m);
 
-	if (!m->started)
-		return machine_start(m, err, errlen);
-	if (!m->paused)
-		return 0;
-	e = machine_virtio_resume(m);
 	if (e < 0) {
 		snprintf(err, errlen, "restarting I/O threads: %s", strerror(-e));
 		return e;
 	}
 	vm_resume(&m->vm);
-	m->paused = false;
 	return 0;
 }
 

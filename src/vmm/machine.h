@@ -101,11 +101,14 @@ struct snap_reader;
  */
 struct machine *machine_new(const struct machine_config *cfg, struct loop *loop, const char *mem_file,
 			    char *err, size_t errlen);
-/* Start I/O threads and vCPUs. */
+/*
+ * Start I/O threads and vCPUs; pause a running machine, resume a paused one.
+ * The machine keeps no life-cycle state: the vmm (vmm.h) owns it and calls
+ * these only in the states they are meant for.
+ */
 int machine_start(struct machine *m, char *err, size_t errlen);
 int machine_pause(struct machine *m);
 int machine_resume(struct machine *m, char *err, size_t errlen);
-bool machine_started(const struct machine *m);
 /* An eventfd that becomes readable when the VM wants to stop (register it on the loop). */
 int machine_stop_fd(const struct machine *m);
 void machine_request_stop(struct machine *m, int status);

@@ -51,7 +51,6 @@ struct machine_nic {
 struct machine {
 	struct machine_config cfg;     /* as built (strings owned by the caller) */
 	bool console_open, kvm_open, vm_created;
-	bool started, paused;
 	bool restored;                 /* RAM is a private map of a snapshot memory file */
 	bool console_registered, drain_registered;
 	struct kvm kvm;

@@ -395,10 +395,6 @@ int machine_snapshot(struct machine *m, bool diff, const char *state_path, const
 	char tmp[4096];
 	int e;
 
-	if (!m->paused && m->started) {
-		snprintf(err, errlen, "the VM must be paused");
-		return -EBUSY;
-	}
 	if (diff && !vm_dirty_log_enabled(&m->vm)) {
 		snprintf(err, errlen, "diff snapshots need dirty page tracking (track_dirty_pages)");
 		return -EINVAL;

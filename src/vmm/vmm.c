@@ -85,7 +85,7 @@ static void vmm_signal_cb(void *opaque, uint32_t events)
 	if (read(v->sigfd, &si, sizeof(si)) != sizeof(si))
 		return;
 	log_info("main", "signal %u: stopping", si.ssi_signo);
-	if (v->m && machine_started(v->m)) {
+	if (v->state == VMM_RUNNING || v->state == VMM_PAUSED) {
 		machine_request_stop(v->m, 128 + (int)si.ssi_signo);
 	} else {
 		v->status = 128 + (int)si.ssi_signo;
@@ -204,15 +204,80 @@ static int vmm_attach(struct vmm *v, struct machine *m, char *err, size_t errlen
 	return 0;
 }
 
+const char *vmm_state_name(enum vmm_state s)
+{
+	switch (s) {
+	case VMM_NOT_STARTED: return "Not started";
+	case VMM_RUNNING: return "Running";
+	case VMM_PAUSED:
+	case VMM_LOADED: return "Paused";
+	case VMM_ENDED: return "Ended";
+	}
+	return "Unknown";
+}
+
+int vmm_allowed(struct vmm *v, enum vmm_op op, const char *what, char *err, size_t errlen)
+{
+	enum vmm_state s = v->state;
+
+	switch (op) {
+	case VMM_OP_CONFIGURE:
+		if (s == VMM_NOT_STARTED)
+			return 0;
+		snprintf(err, errlen, "%s cannot be changed after the VM started", what ? what : "the configuration");
+		break;
+	case VMM_OP_START:
+		if (s == VMM_NOT_STARTED)
+			return 0;
+		snprintf(err, errlen, "InstanceStart: the VM was already started%s",
+			 v->loaded ? " (loaded from a snapshot)" : "");
+		break;
+	case VMM_OP_PAUSE:
+	case VMM_OP_RESUME:
+		if (s != VMM_NOT_STARTED && s != VMM_ENDED)
+			return 0;
+		snprintf(err, errlen, "the VM cannot be %s: it is %s", op == VMM_OP_PAUSE ? "paused" : "resumed",
+			 s == VMM_ENDED ? "ending" : "not started (use InstanceStart)");
+		break;
+	case VMM_OP_SNAPSHOT_CREATE:
+		if (s == VMM_PAUSED || s == VMM_LOADED)
+			return 0;
+		snprintf(err, errlen, "a snapshot needs a paused VM (it is %s): PATCH /vm {\"state\": \"Paused\"} first",
+			 vmm_state_name(s));
+		break;
+	case VMM_OP_SNAPSHOT_LOAD:
+		if (s == VMM_NOT_STARTED)
+			return 0;
+		snprintf(err, errlen, "a snapshot can only be loaded before the VM started");
+		break;
+	case VMM_OP_CTRL_ALT_DEL:
+		if (s == VMM_RUNNING)
+			return 0;
+		snprintf(err, errlen, "SendCtrlAltDel: the VM is not running (it is %s)", vmm_state_name(s));
+		break;
+	case VMM_OP_FLUSH_METRICS:
+		if (s != VMM_NOT_STARTED && s != VMM_ENDED)
+			return 0;
+		snprintf(err, errlen, "FlushMetrics: the VM is not started, so there are no metrics yet");
+		break;
+	}
+	return -EINVAL;
+}
+
+/* vCPU threads exist (running or paused) and must be stopped and joined at the end. */
+static bool vmm_vcpus_started(const struct vmm *v)
+{
+	return v->m && (v->state == VMM_RUNNING || v->state == VMM_PAUSED);
+}
+
 int vmm_start(struct vmm *v, const struct machine_config *cfg, char *err, size_t errlen)
 {
 	struct machine *m;
 	int e;
 
-	if (v->state != VMM_NOT_STARTED || v->m) {
-		snprintf(err, errlen, "the VM was already started");
-		return -EEXIST;
-	}
+	e = vmm_allowed(v, VMM_OP_START, NULL, err, errlen);
+	if (e < 0)
+		return e;
 	m = machine_new(cfg, v->loop, NULL, err, errlen);
 	if (!m)
 		return -EINVAL;
@@ -239,12 +304,10 @@ int vmm_start(struct vmm *v, const struct machine_config *cfg, char *err, size_t
 
 int vmm_pause(struct vmm *v, char *err, size_t errlen)
 {
-	if (v->state == VMM_NOT_STARTED || !v->m) {
-		snprintf(err, errlen, "the VM is not started");
-		return -EINVAL;
-	}
-	if (v->state == VMM_PAUSED)
-		return 0;
+	int e = vmm_allowed(v, VMM_OP_PAUSE, NULL, err, errlen);
+
+	if (e < 0 || v->state != VMM_RUNNING)
+		return e;
 	machine_pause(v->m);
 	v->state = VMM_PAUSED;
 	return 0;
@@ -252,15 +315,15 @@ int vmm_pause(struct vmm *v, char *err, size_t errlen)
 
 int vmm_resume(struct vmm *v, char *err, size_t errlen)
 {
-	int e;
+	int e = vmm_allowed(v, VMM_OP_RESUME, NULL, err, errlen);
 
-	if (v->state == VMM_NOT_STARTED || !v->m) {
-		snprintf(err, errlen, "the VM is not started");
-		return -EINVAL;
-	}
-	if (v->state == VMM_RUNNING)
-		return 0;
-	e = machine_resume(v->m, err, errlen);
+	if (e < 0 || v->state == VMM_RUNNING)
+		return e;
+	/* A VM loaded from a snapshot runs its vCPUs for the first time. */
+	if (v->state == VMM_LOADED)
+		e = machine_start(v->m, err, errlen);
+	else
+		e = machine_resume(v->m, err, errlen);
 	if (e < 0)
 		return e;
 	v->state = VMM_RUNNING;
@@ -272,10 +335,9 @@ int vmm_snapshot_create(struct vmm *v, const struct vmm_snapshot_params *p, char
 	struct timespec t0, t1;
 	int e;
 
-	if (v->state != VMM_PAUSED || !v->m) {
-		snprintf(err, errlen, "the VM must be paused to take a snapshot (PATCH /vm {\"state\": \"Paused\"})");
-		return -EINVAL;
-	}
+	e = vmm_allowed(v, VMM_OP_SNAPSHOT_CREATE, NULL, err, errlen);
+	if (e < 0)
+		return e;
 	if (!p->state_path || !*p->state_path || !p->mem_path || !*p->mem_path) {
 		snprintf(err, errlen, "snapshot_path and mem_file_path are required");
 		return -EINVAL;
@@ -326,10 +388,9 @@ int vmm_snapshot_load(struct vmm *v, const struct vmm_load_params *p, char *err,
 	struct timespec t0, t1;
 	int e;
 
-	if (v->state != VMM_NOT_STARTED || v->m || v->loaded) {
-		snprintf(err, errlen, "a snapshot can only be loaded before the VM starts");
-		return -EINVAL;
-	}
+	e = vmm_allowed(v, VMM_OP_SNAPSHOT_LOAD, NULL, err, errlen);
+	if (e < 0)
+		return e;
 	if (!p->state_path || !*p->state_path || !p->mem_path || !*p->mem_path) {
 		snprintf(err, errlen, "snapshot_path and a memory file are required");
 		return -EINVAL;
@@ -379,7 +440,7 @@ int vmm_snapshot_load(struct vmm *v, const struct vmm_load_params *p, char *err,
 		}
 		v->state = VMM_RUNNING;
 	} else {
-		v->state = VMM_PAUSED;   /* vCPUs start on the first resume */
+		v->state = VMM_LOADED;   /* vCPUs start on the first resume */
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	log_info("snapshot", "restored in %.3f ms",
@@ -398,10 +459,10 @@ out_reader:
 
 int vmm_ctrl_alt_del(struct vmm *v, char *err, size_t errlen)
 {
-	if (v->state != VMM_RUNNING || !v->m) {
-		snprintf(err, errlen, "the VM is not running");
-		return -EINVAL;
-	}
+	int e = vmm_allowed(v, VMM_OP_CTRL_ALT_DEL, NULL, err, errlen);
+
+	if (e < 0)
+		return e;
 	if (machine_ctrl_alt_del(v->m) < 0) {
 		snprintf(err, errlen, "the keyboard controller's buffer is full");
 		return -ENOBUFS;
@@ -411,10 +472,10 @@ int vmm_ctrl_alt_del(struct vmm *v, char *err, size_t errlen)
 
 int vmm_flush_metrics(struct vmm *v, char *err, size_t errlen)
 {
-	if (!v->m) {
-		snprintf(err, errlen, "the VM is not started");
-		return -EINVAL;
-	}
+	int e = vmm_allowed(v, VMM_OP_FLUSH_METRICS, NULL, err, errlen);
+
+	if (e < 0)
+		return e;
 	return machine_flush_metrics(v->m, err, errlen);
 }
 
@@ -445,6 +506,7 @@ void vmm_get_info(struct vmm *v, struct vmm_info *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->state = v->state;
+	out->restored = v->loaded;
 	if (v->m) {
 		out->cpus = v->m->cfg.cpus;
 		out->mem_size = v->m->cfg.mem_size;
@@ -479,9 +541,8 @@ int vmm_run(struct vmm *v)
 	}
 	status = v->status;
 	if (v->m) {
-		if (!machine_started(v->m))
-			machine_request_stop(v->m, status);
-		status = machine_started(v->m) ? machine_finish(v->m) : status;
+		if (vmm_vcpus_started(v))
+			status = machine_finish(v->m);
 		v->state = VMM_ENDED;
 		vmm_drop_machine(v);
 	}

@@ -19,11 +19,29 @@
 struct vmm;
 struct loop;
 
+/* The one record of where the VM is in its life cycle (the machine keeps none). */
 enum vmm_state {
 	VMM_NOT_STARTED = 0,
 	VMM_RUNNING,
 	VMM_PAUSED,
+	VMM_LOADED,          /* restored from a snapshot, paused, vCPUs not run yet (reported as paused) */
 	VMM_ENDED,           /* the guest powered off / reset; the process is about to exit */
+};
+
+/*
+ * What a caller may ask for. Each rule lives in vmm_allowed() alone: the
+ * vmm_* operations below check it themselves, and the API asks it for the
+ * pre-boot configuration it keeps (VMM_OP_CONFIGURE).
+ */
+enum vmm_op {
+	VMM_OP_CONFIGURE,        /* change a boot resource (before start or load) */
+	VMM_OP_START,            /* InstanceStart */
+	VMM_OP_PAUSE,
+	VMM_OP_RESUME,
+	VMM_OP_SNAPSHOT_CREATE,
+	VMM_OP_SNAPSHOT_LOAD,
+	VMM_OP_CTRL_ALT_DEL,
+	VMM_OP_FLUSH_METRICS,
 };
 
 enum vmm_snapshot_type {
@@ -55,6 +73,7 @@ struct vmm_load_params {
 
 struct vmm_info {
 	enum vmm_state state;
+	bool restored;            /* the VM was loaded from a snapshot */
 	unsigned cpus;
 	uint64_t mem_size;
 };
@@ -72,9 +91,18 @@ void vmm_set_console(struct vmm *v, const char *spec);
  */
 int vmm_call(struct vmm *v, int (*fn)(struct vmm *v, void *opaque), void *opaque);
 
+/*
+ * 0 when `op` is allowed now, else -EINVAL with the rule, worded for the
+ * user, in err. `what` names the resource for VMM_OP_CONFIGURE (else NULL).
+ */
+int vmm_allowed(struct vmm *v, enum vmm_op op, const char *what, char *err, size_t errlen);
+/* The state's name as the API reports it ("Not started", "Running", "Paused", "Ended"). */
+const char *vmm_state_name(enum vmm_state s);
+
 /* Build and boot the machine (InstanceStart). `cfg` and its strings must stay valid
  * for the life of the VM. 0, or -errno with a one-line reason in err. */
 int vmm_start(struct vmm *v, const struct machine_config *cfg, char *err, size_t errlen);
+/* Pausing a paused VM and resuming a running one do nothing (as in Firecracker). */
 int vmm_pause(struct vmm *v, char *err, size_t errlen);
 int vmm_resume(struct vmm *v, char *err, size_t errlen);
 /* The VM must be paused (as in Firecracker). */
