@@ -196,7 +196,70 @@ static int fc_get_enum(const cJSON *obj, const char *name, const char *const *na
 	return -EINVAL;
 }
 
-/* Parse a body: size-limited, no NUL bytes, one JSON value and nothing after it. */
+/* Length of the UTF-8 sequence at p (at most n bytes), or 0 when it is not valid UTF-8
+ * (overlong forms, surrogates and code points above U+10FFFF included). */
+static size_t fc_utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+	size_t len;
+	unsigned cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/*
+ * What cJSON lets through but a string field cannot hold: bytes that are not
+ * UTF-8 (they would be echoed back by GET /vm/config as invalid JSON), and a
+ * \u0000 escape (cJSON decodes it into a NUL that silently cuts the string).
+ */
+static int fc_check_text(const char *json, size_t len, const char *where, char *err, size_t errlen)
+{
+	const unsigned char *p = (const unsigned char *)json;
+	bool in_str = false;
+
+	for (size_t i = 0; i < len;) {
+		size_t n = fc_utf8_seq(p + i, len - i);
+
+		if (!n) {
+			snprintf(err, errlen, "%s: invalid UTF-8 at byte %zu", where, i);
+			return -EINVAL;
+		}
+		if (p[i] == '"') {
+			in_str = !in_str;
+		} else if (in_str && p[i] == '\\' && i + 1 < len) {
+			if (p[i + 1] == 'u' && i + 6 <= len && !memcmp(p + i + 2, "0000", 4)) {
+				snprintf(err, errlen, "%s: a string contains \\u0000 at byte %zu (NUL characters are "
+					 "not allowed)", where, i);
+				return -EINVAL;
+			}
+			n = 2;   /* the escaped character, '"' and '\\' included */
+		}
+		i += n;
+	}
+	return 0;
+}
+
+/* Parse a body: size-limited, no NUL bytes, UTF-8 with no \u0000, one JSON value and nothing after it. */
 static cJSON *fc_parse(const char *json, size_t len, const char *where, char *err, size_t errlen)
 {
 	const char *end = NULL;
@@ -214,6 +277,8 @@ static cJSON *fc_parse(const char *json, size_t len, const char *where, char *er
 		snprintf(err, errlen, "%s: body contains a NUL byte", where);
 		return NULL;
 	}
+	if (fc_check_text(json, len, where, err, errlen))
+		return NULL;
 	j = cJSON_ParseWithLengthOpts(json, len, &end, false);
 	if (!j) {
 		size_t at = end && end >= json && end <= json + len ? (size_t)(end - json) : 0;

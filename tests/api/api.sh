@@ -206,6 +206,10 @@ bad pre-wrong-method-get GET /actions '' 405 "not allowed"
 bad pre-pause-not-started PATCH /vm '{"state": "Paused"}' 400 "not started"
 bad pre-ctrl-alt-del-not-started PUT /actions '{"action_type": "SendCtrlAltDel"}' 400 "not running"
 bad pre-snapshot-not-started PUT /snapshot/create '{"snapshot_path": "s", "mem_file_path": "m"}' 400 "paused VM"
+# A \u0000 escape would cut boot_args short; bytes that are not UTF-8 would be echoed back by GET /vm/config as invalid JSON.
+bad pre-boot-args-nul PUT /boot-source "{\"kernel_image_path\": \"$COUNTER\", \"boot_args\": \"console=ttyS0\\u0000 init=/bin/sh\"}" 400 'u0000 at byte'
+printf '{"kernel_image_path": "%s", "boot_args": "console=ttyS0 \377"}' "$COUNTER" >"$T/bad-utf8.json"
+bad pre-boot-args-bad-utf8 PUT /boot-source "@$T/bad-utf8.json" 400 "invalid UTF-8"
 bad pre-snapshot-uffd PUT /snapshot/load '{"snapshot_path": "s", "mem_backend": {"backend_type": "Uffd", "backend_path": "u"}}' 400 "Uffd"
 # After all that nothing is configured and nothing started.
 api GET /vm/config

@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <cJSON.h>
+
 #include "api/fc.h"
 #include "util/log.h"
 
@@ -701,6 +703,70 @@ static void test_snapshots(void **state)
 #undef S
 }
 
+/* ---- strings: NUL escapes and UTF-8 ---- */
+
+/* A boot-source body with `args` (raw JSON string contents) as boot_args. */
+static const char *boot_body(const char *args)
+{
+	return J("{\"kernel_image_path\": \"%s\", \"boot_args\": \"%s\"}", F.kernel, args);
+}
+
+static void test_strings(void **state)
+{
+	static const char *const bad_utf8[] = {
+		"a\xff" "b",               /* not a UTF-8 byte */
+		"\xc0\xaf",                /* overlong '/' */
+		"\xe0\x80\xaf",            /* overlong, 3 bytes */
+		"\xed\xa0\x80",            /* a UTF-16 surrogate */
+		"\xf4\x90\x80\x80",        /* above U+10FFFF */
+		"x\xe2\x82",               /* cut short */
+		"\x80",                    /* a lone continuation byte */
+	};
+	struct fc_config c, other;
+	char err[256], *before, *json;
+	const char *file;
+	cJSON *back;
+
+	fc_config_init(&c);
+	assert_int_equal(PUT(fc_put_boot_source, &c, boot_body("console=ttyS0")), 0);
+	before = fc_config_to_json(&c);
+
+	/* \u0000 would cut the string short: refused wherever it is. */
+	assert_fails(PUT(fc_put_boot_source, &c, boot_body("console=ttyS0\\u0000 init=/bin/sh")), "\\u0000");
+	assert_fails(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\\u0000.bak\"}", F.kernel)),
+		     "NUL characters are not allowed");
+	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"d\", \"path_on_host\": \"%s\\u0000x\", "
+					     "\"is_root_device\": false}", F.data), "d"), "\\u0000");
+	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\\u0000\"}}", F.kernel);
+	assert_fails(fc_config_load(&other, file, strlen(file), err, sizeof(err)),
+		     "config file: a string contains \\u0000");
+	/* Invalid UTF-8 would be echoed back as invalid JSON: refused. */
+	for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++)
+		assert_fails(PUT(fc_put_boot_source, &c, boot_body(bad_utf8[i])), "invalid UTF-8");
+	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"e\xff\", \"host_dev_name\": \"tap0\"}", "e"),
+		     "invalid UTF-8");
+	json = fc_config_to_json(&c);
+	assert_string_equal(json, before);
+	free(json);
+
+	/* What is fine: an escaped backslash before "u0000", other escapes, real UTF-8. */
+	assert_int_equal(PUT(fc_put_boot_source, &c, boot_body("a=\\\\u0000 b=\\u00e9 c=\xc3\xa9 d=\xe2\x82\xac "
+								 "e=\xf0\x9d\x84\x9e f=\\\"q\\\"")), 0);
+	assert_string_equal(c.boot_args, "a=\\u0000 b=\xc3\xa9 c=\xc3\xa9 d=\xe2\x82\xac e=\xf0\x9d\x84\x9e f=\"q\"");
+	json = fc_config_to_json(&c);
+	back = cJSON_Parse(json);
+	assert_non_null(back);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(back, "boot-source"), "boot_args")->valuestring,
+			    c.boot_args);
+	cJSON_Delete(back);
+	free(json);
+	/* A lone surrogate escape does not decode into invalid UTF-8. */
+	assert_fails(PUT(fc_put_boot_source, &c, boot_body("\\ud800")), "malformed JSON");
+	assert_fails(PUT(fc_put_boot_source, &c, boot_body("\\udc00x")), "malformed JSON");
+	free(before);
+	fc_config_exit(&c);
+}
+
 static void test_ids(void **state)
 {
 	assert_true(fc_id_valid("rootfs"));
@@ -723,6 +789,7 @@ int main(void)
 		cmocka_unit_test(test_drive_errors),
 		cmocka_unit_test(test_drive_path_with_comma),
 		cmocka_unit_test(test_machine_config),
+		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_boot_source_and_json),
 		cmocka_unit_test(test_nets),
 		cmocka_unit_test(test_metrics_logger_serial),
