@@ -249,7 +249,7 @@ static int machine_add_e1000(struct machine *m, const struct machine_config *cfg
 {
 	struct machine_nic *nic;
 	struct e1000_config ec = { .backend = NULL };
-	char name[16];
+	char name[24];   /* "io-e1000-" and any unsigned */
 	int e, slot;
 
 	if (m->nnics == MACHINE_MAX_NICS) {
