@@ -35,14 +35,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	len = size - 1;
 	fc_config_init(&c);
 	switch (data[0] % 13) {
-	case 0: e = fc_put_boot_source(&c, body, len, err, sizeof(err)); break;
-	case 1: e = fc_put_machine_config(&c, data[0] & 0x80, body, len, err, sizeof(err)); break;
-	case 2: e = fc_put_drive(&c, "rootfs", body, len, err, sizeof(err)); break;
-	case 3: e = fc_put_net(&c, "eth0", body, len, err, sizeof(err)); break;
-	case 4: e = fc_put_metrics(&c, body, len, err, sizeof(err)); break;
-	case 5: e = fc_put_logger(&c, body, len, err, sizeof(err)); break;
-	case 6: e = fc_put_serial(&c, body, len, err, sizeof(err)); break;
-	case 7: e = fc_put_entropy(&c, body, len, err, sizeof(err)); break;
+	case 0: e = fc_put(&c, FC_BOOT_SOURCE, NULL, body, len, err, sizeof(err)); break;
+	case 1:
+		e = fc_put(&c, data[0] & 0x80 ? FC_MACHINE_CONFIG_PATCH : FC_MACHINE_CONFIG, NULL, body, len, err,
+			   sizeof(err));
+		break;
+	case 2: e = fc_put(&c, FC_DRIVE, "rootfs", body, len, err, sizeof(err)); break;
+	case 3: e = fc_put(&c, FC_NET, "eth0", body, len, err, sizeof(err)); break;
+	case 4: e = fc_put(&c, FC_METRICS, NULL, body, len, err, sizeof(err)); break;
+	case 5: e = fc_put(&c, FC_LOGGER, NULL, body, len, err, sizeof(err)); break;
+	case 6: e = fc_put(&c, FC_SERIAL, NULL, body, len, err, sizeof(err)); break;
+	case 7: e = fc_put(&c, FC_ENTROPY, NULL, body, len, err, sizeof(err)); break;
 	case 8: {
 		enum fc_action a;
 

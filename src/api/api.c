@@ -342,7 +342,7 @@ static int api_metrics(struct api_req *r)
 	/* The vmm keeps the path: it starts the metrics with the VM, or at once
 	 * when the VM runs. As in Firecracker, metrics are configured once. */
 	fc_config_init(&scratch);
-	e = fc_put_metrics(&scratch, r->body, r->len, r->err, sizeof(r->err));
+	e = fc_put(&scratch, FC_METRICS, NULL, r->body, r->len, r->err, sizeof(r->err));
 	if (!e)
 		e = vmm_set_metrics_path(a->vmm, scratch.metrics_path, r->err, sizeof(r->err));
 	if (!e) {
@@ -363,26 +363,28 @@ static int api_put(struct api_req *r)
 
 	switch (r->route) {
 	case R_BOOT_SOURCE:
-		e = api_preboot(r, "the boot source") ?: fc_put_boot_source(&a->cfg, r->body, r->len, err, el);
+		e = api_preboot(r, "the boot source") ?:
+		    fc_put(&a->cfg, FC_BOOT_SOURCE, NULL, r->body, r->len, err, el);
 		break;
 	case R_MACHINE_CONFIG:
 		e = api_preboot(r, "the machine configuration") ?:
-		    fc_put_machine_config(&a->cfg, r->method == M_PATCH, r->body, r->len, err, el);
+		    fc_put(&a->cfg, r->method == M_PATCH ? FC_MACHINE_CONFIG_PATCH : FC_MACHINE_CONFIG, NULL, r->body,
+			   r->len, err, el);
 		break;
 	case R_DRIVE:
-		e = api_preboot(r, "drives") ?: fc_put_drive(&a->cfg, r->id, r->body, r->len, err, el);
+		e = api_preboot(r, "drives") ?: fc_put(&a->cfg, FC_DRIVE, r->id, r->body, r->len, err, el);
 		break;
 	case R_NET:
-		e = api_preboot(r, "network interfaces") ?: fc_put_net(&a->cfg, r->id, r->body, r->len, err, el);
+		e = api_preboot(r, "network interfaces") ?: fc_put(&a->cfg, FC_NET, r->id, r->body, r->len, err, el);
 		break;
 	case R_SERIAL:
-		e = api_preboot(r, "the serial console") ?: fc_put_serial(&a->cfg, r->body, r->len, err, el);
+		e = api_preboot(r, "the serial console") ?: fc_put(&a->cfg, FC_SERIAL, NULL, r->body, r->len, err, el);
 		break;
 	case R_ENTROPY:
-		e = api_preboot(r, "the entropy device") ?: fc_put_entropy(&a->cfg, r->body, r->len, err, el);
+		e = api_preboot(r, "the entropy device") ?: fc_put(&a->cfg, FC_ENTROPY, NULL, r->body, r->len, err, el);
 		break;
 	case R_LOGGER:
-		e = fc_put_logger(&a->cfg, r->body, r->len, err, el);
+		e = fc_put(&a->cfg, FC_LOGGER, NULL, r->body, r->len, err, el);
 		if (!e && a->cfg.log_level != FC_LOG_UNSET)
 			log_set_level((enum log_level)a->cfg.log_level);
 		break;

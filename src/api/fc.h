@@ -79,25 +79,27 @@ struct fc_config {
 void fc_config_init(struct fc_config *c);
 void fc_config_exit(struct fc_config *c);
 
+/* The resources a PUT (or PATCH) configures. */
+enum fc_resource {
+	FC_BOOT_SOURCE,
+	FC_MACHINE_CONFIG,        /* PUT: absent optional fields get their defaults */
+	FC_MACHINE_CONFIG_PATCH,  /* PATCH: only the fields given change */
+	FC_DRIVE,                 /* PUT /drives/{id}: a drive with that id is replaced */
+	FC_NET,                   /* PUT /network-interfaces/{id} */
+	FC_METRICS,
+	FC_LOGGER,
+	FC_ENTROPY,               /* a virtio-rng device */
+	FC_SERIAL,                /* {"serial_out_path": P}: the console goes to file P */
+};
+
 /*
- * The request bodies. `json` need not be NUL-terminated; len is checked
- * against FC_BODY_MAX. 0, or -EINVAL (bad input) / -ENOMEM / -ENOSPC (too
- * many devices) with a one-line reason in err.
+ * One request body for resource r. id is the path's id (FC_DRIVE, FC_NET;
+ * NULL elsewhere). `json` need not be NUL-terminated; len is checked against
+ * FC_BODY_MAX. 0, or -EINVAL (bad input) / -ENOMEM / -ENOSPC (too many
+ * devices) with a one-line reason in err; on error c is unchanged.
  */
-int fc_put_boot_source(struct fc_config *c, const char *json, size_t len, char *err, size_t errlen);
-/* PUT replaces the machine config (absent optional fields get their defaults);
- * patch changes only the fields given. */
-int fc_put_machine_config(struct fc_config *c, bool patch, const char *json, size_t len,
-			  char *err, size_t errlen);
-/* PUT /drives/{id}: id is the path's id; a drive with that id is replaced. */
-int fc_put_drive(struct fc_config *c, const char *id, const char *json, size_t len, char *err, size_t errlen);
-int fc_put_net(struct fc_config *c, const char *id, const char *json, size_t len, char *err, size_t errlen);
-int fc_put_metrics(struct fc_config *c, const char *json, size_t len, char *err, size_t errlen);
-int fc_put_logger(struct fc_config *c, const char *json, size_t len, char *err, size_t errlen);
-/* PUT /entropy: a virtio-rng device. */
-int fc_put_entropy(struct fc_config *c, const char *json, size_t len, char *err, size_t errlen);
-/* PUT /serial {"serial_out_path": P}: the console goes to file P. */
-int fc_put_serial(struct fc_config *c, const char *json, size_t len, char *err, size_t errlen);
+int fc_put(struct fc_config *c, enum fc_resource r, const char *id, const char *json, size_t len,
+	   char *err, size_t errlen);
 
 /* A whole --config-file (Firecracker's layout) into a fresh config. */
 int fc_config_load(struct fc_config *c, const char *json, size_t len, char *err, size_t errlen);
@@ -107,7 +109,8 @@ int fc_config_load(struct fc_config *c, const char *json, size_t len, char *err,
 char *fc_config_to_json(const struct fc_config *c);
 char *fc_machine_config_to_json(const struct fc_config *c);
 
-/* A machine_config built from a fc_config, owning every string it points to. */
+/* A machine_config built from a fc_config, owning every string it points to
+ * (the devices are typed: drives and interfaces are copied into it). */
 struct fc_machine {
 	struct machine_config cfg;
 	char *cmdline;

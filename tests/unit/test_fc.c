@@ -74,7 +74,8 @@ static const char *J(const char *fmt, ...)
 	return b;
 }
 
-#define PUT(fn, c, body, ...) fn(c, ##__VA_ARGS__, body, strlen(body), err, sizeof(err))
+/* One request body for resource res (id: the path's id, or NULL). */
+#define PUT(res, c, id, body) fc_put(c, res, id, body, strlen(body), err, sizeof(err))
 
 /* A NIC in the typed machine config: a virtio NIC on TAP `tap`; mac NULL when none was given. */
 static void assert_net(const struct net_config *n, const char *id, const char *tap, const char *mac)
@@ -126,13 +127,13 @@ static void test_getting_started(void **state)
 	fc_config_init(&c);
 	const char *bs = J("{\"kernel_image_path\": \"%s\", \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off\"}",
 			   F.kernel);
-	assert_int_equal(PUT(fc_put_boot_source, &c, bs), 0);
+	assert_int_equal(PUT(FC_BOOT_SOURCE, &c, NULL, bs), 0);
 	const char *drive = J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", \"is_root_device\": true, "
 			      "\"is_read_only\": false}", F.rootfs);
-	assert_int_equal(PUT(fc_put_drive, &c, drive, "rootfs"), 0);
-	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 1024}", false), 0);
-	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"net1\", \"guest_mac\": \"06:00:AC:10:00:02\", "
-			     "\"host_dev_name\": \"tap0\"}", "net1"), 0);
+	assert_int_equal(PUT(FC_DRIVE, &c, "rootfs", drive), 0);
+	assert_int_equal(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 1024}"), 0);
+	assert_int_equal(PUT(FC_NET, &c, "net1", "{\"iface_id\": \"net1\", \"guest_mac\": \"06:00:AC:10:00:02\", "
+			     "\"host_dev_name\": \"tap0\"}"), 0);
 	assert_int_equal(fc_parse_action("{\"action_type\": \"InstanceStart\"}", 32, &(enum fc_action){ 0 }, err,
 					 sizeof(err)), 0);
 
@@ -180,21 +181,21 @@ static void test_drives(void **state)
 	char err[256];
 
 	fc_config_init(&c);
-	assert_int_equal(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
+	assert_int_equal(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
 	/* A data drive first, then the root: the root is still passed first. */
-	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"data\", \"path_on_host\": \"%s\", "
+	assert_int_equal(PUT(FC_DRIVE, &c,
+			     "data", J("{\"drive_id\": \"data\", \"path_on_host\": \"%s\", "
 						 "\"is_root_device\": false, \"is_read_only\": true, "
-						 "\"io_engine\": \"Async\", \"cache_type\": \"Writeback\"}", F.data),
-			     "data"), 0);
-	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+						 "\"io_engine\": \"Async\", \"cache_type\": \"Writeback\"}", F.data)), 0);
+	assert_int_equal(PUT(FC_DRIVE, &c, "rootfs", J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
 						 "\"is_root_device\": true, \"partuuid\": \"0eaa91a0-01\", "
-						 "\"io_engine\": \"Sync\"}", F.rootfs), "rootfs"), 0);
+						 "\"io_engine\": \"Sync\"}", F.rootfs)), 0);
 	/* A second root drive is refused; the same id again replaces it. */
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"r2\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": true}", F.data), "r2"), "root drive already exists");
-	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
-						 "\"is_root_device\": true, \"is_read_only\": true}", F.rootfs),
-			     "rootfs"), 0);
+	assert_fails(PUT(FC_DRIVE, &c, "r2", J("{\"drive_id\": \"r2\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": true}", F.data)), "root drive already exists");
+	assert_int_equal(PUT(FC_DRIVE, &c,
+			     "rootfs", J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": true, \"is_read_only\": true}", F.rootfs)), 0);
 	assert_int_equal(c.ndrives, 2);
 	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
 	assert_int_equal(m.cfg.ndisks, 2);
@@ -204,9 +205,9 @@ static void test_drives(void **state)
 	fc_machine_exit(&m);
 
 	/* partuuid goes onto the command line. */
-	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
-						 "\"is_root_device\": true, \"partuuid\": \"0eaa91a0-01\"}", F.rootfs),
-			     "rootfs"), 0);
+	assert_int_equal(PUT(FC_DRIVE, &c,
+			     "rootfs", J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": true, \"partuuid\": \"0eaa91a0-01\"}", F.rootfs)), 0);
 	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
 	assert_string_equal(m.cfg.cmdline, "root=PARTUUID=0eaa91a0-01 rw");
 	fc_machine_exit(&m);
@@ -216,11 +217,11 @@ static void test_drives(void **state)
 		char id[8];
 
 		snprintf(id, sizeof(id), "d%d", i);
-		assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"%s\", \"path_on_host\": \"%s\", "
-							 "\"is_root_device\": false}", id, F.data), id), 0);
+		assert_int_equal(PUT(FC_DRIVE, &c, id, J("{\"drive_id\": \"%s\", \"path_on_host\": \"%s\", "
+							 "\"is_root_device\": false}", id, F.data)), 0);
 	}
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"one-more\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": false}", F.data), "one-more"), "too many drives");
+	assert_fails(PUT(FC_DRIVE, &c, "one-more", J("{\"drive_id\": \"one-more\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false}", F.data)), "too many drives");
 	assert_int_equal(c.ndrives, MACHINE_MAX_DISKS);
 	fc_config_exit(&c);
 }
@@ -232,44 +233,44 @@ static void test_drive_errors(void **state)
 	char *before, *after;
 
 	fc_config_init(&c);
-	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
-						 "\"is_root_device\": true}", F.rootfs), "rootfs"), 0);
+	assert_int_equal(PUT(FC_DRIVE, &c, "rootfs", J("{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": true}", F.rootfs)), 0);
 	before = fc_config_to_json(&c);
 
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"other\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": false}", F.data), "rootfs"),
+	assert_fails(PUT(FC_DRIVE, &c, "rootfs", J("{\"drive_id\": \"other\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false}", F.data)),
 		     "does not match the id 'rootfs' in the path");
-	assert_fails(PUT(fc_put_drive, &c, "{\"drive_id\": \"x\", \"path_on_host\": \"/nonexistent/img\", "
-			 "\"is_root_device\": false}", "x"), "No such file");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": false}", F.dir), "x"), "not a regular file");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\"}", F.data), "x"),
+	assert_fails(PUT(FC_DRIVE, &c, "x", "{\"drive_id\": \"x\", \"path_on_host\": \"/nonexistent/img\", "
+			 "\"is_root_device\": false}"), "No such file");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false}", F.dir)), "not a regular file");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\"}", F.data)),
 		     "missing field 'is_root_device' in /drives");
-	assert_fails(PUT(fc_put_drive, &c, "{\"drive_id\": \"x\", \"is_root_device\": false}", "x"),
+	assert_fails(PUT(FC_DRIVE, &c, "x", "{\"drive_id\": \"x\", \"is_root_device\": false}"),
 		     "missing field 'path_on_host'");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": \"yes\"}", F.data), "x"),
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": \"yes\"}", F.data)),
 		     "field 'is_root_device' in /drives must be a boolean");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": false, \"io_engine\": \"Fast\"}", F.data), "x"),
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"io_engine\": \"Fast\"}", F.data)),
 		     "'Fast' is not one of Sync or Async");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": false, \"cache_type\": \"None\"}", F.data), "x"),
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"cache_type\": \"None\"}", F.data)),
 		     "is not one of Unsafe or Writeback");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
 					     "\"is_root_device\": false, \"rate_limiter\": {\"bandwidth\": "
-					     "{\"size\": 1, \"refill_time\": 100}}}", F.data), "x"),
+					     "{\"size\": 1, \"refill_time\": 100}}}", F.data)),
 		     "rate limiters are not supported");
-	assert_fails(PUT(fc_put_drive, &c, "{\"drive_id\": \"x\", \"socket\": \"/tmp/vhost.sock\", "
-			 "\"is_root_device\": false}", "x"), "vhost-user");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x y\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": false}", F.data), NULL), "drive_id 'x y'");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": false, \"partuuid\": \"a b\"}", F.data), "x"),
+	assert_fails(PUT(FC_DRIVE, &c, "x", "{\"drive_id\": \"x\", \"socket\": \"/tmp/vhost.sock\", "
+			 "\"is_root_device\": false}"), "vhost-user");
+	assert_fails(PUT(FC_DRIVE, &c, NULL, J("{\"drive_id\": \"x y\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false}", F.data)), "drive_id 'x y'");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"partuuid\": \"a b\"}", F.data)),
 		     "partuuid");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
 					     "\"is_root_device\": false, \"is_read_only\": false, "
-					     "\"is_read_only\": true}", F.data), "x"),
+					     "\"is_read_only\": true}", F.data)),
 		     "duplicate field 'is_read_only'");
 
 	after = fc_config_to_json(&c);
@@ -289,9 +290,9 @@ static void test_drive_path_with_comma(void **state)
 	snprintf(path, sizeof(path), "%s/a,ro,b.img", F.dir);
 	touch(path);
 	fc_config_init(&c);
-	assert_int_equal(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
-	assert_int_equal(PUT(fc_put_drive, &c, J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
-						 "\"is_root_device\": false}", path), "x"), 0);
+	assert_int_equal(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
+	assert_int_equal(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": false}", path)), 0);
 	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
 	assert_int_equal(m.cfg.ndisks, 1);
 	assert_disk(&m.cfg.disks[0], path, false, BLOCK_ENGINE_URING);
@@ -309,58 +310,55 @@ static void test_machine_config(void **state)
 	char *before, *after;
 
 	fc_config_init(&c);
-	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 4, \"mem_size_mib\": 512, \"smt\": false, "
-			     "\"track_dirty_pages\": true, \"huge_pages\": \"2M\", \"cpu_template\": \"None\"}", false), 0);
+	assert_int_equal(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 4, \"mem_size_mib\": 512, \"smt\": false, "
+			     "\"track_dirty_pages\": true, \"huge_pages\": \"2M\", \"cpu_template\": \"None\"}"), 0);
 	assert_int_equal(c.vcpus, 4);
 	assert_int_equal(c.mem_mib, 512);
 	assert_true(c.track_dirty_pages);
 	assert_int_equal(c.huge_pages, 2);
 	/* PATCH keeps what it does not name; PUT resets optional fields. */
-	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 8}", true), 0);
+	assert_int_equal(PUT(FC_MACHINE_CONFIG_PATCH, &c, NULL, "{\"vcpu_count\": 8}"), 0);
 	assert_int_equal(c.vcpus, 8);
 	assert_int_equal(c.mem_mib, 512);
 	assert_true(c.track_dirty_pages);
-	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 1, \"mem_size_mib\": 64}", false), 0);
+	assert_int_equal(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"), 0);
 	assert_false(c.track_dirty_pages);
 	assert_int_equal(c.huge_pages, 0);
 	/* Null is an absent optional field; 1e2 is an integer. */
-	assert_int_equal(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 1, \"mem_size_mib\": 1e2, \"smt\": null}",
-			     false), 0);
+	assert_int_equal(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 1, \"mem_size_mib\": 1e2, \"smt\": null}"), 0);
 	assert_int_equal(c.mem_mib, 100);
 
 	before = fc_config_to_json(&c);
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 0, \"mem_size_mib\": 128}", false),
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 0, \"mem_size_mib\": 128}"),
 		     "vcpu_count in /machine-config must be from 1 to 32");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 33, \"mem_size_mib\": 128}", false),
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 33, \"mem_size_mib\": 128}"),
 		     "from 1 to 32");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": -1, \"mem_size_mib\": 128}", false),
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": -1, \"mem_size_mib\": 128}"),
 		     "must be a non-negative integer");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 1.5, \"mem_size_mib\": 128}", false),
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 1.5, \"mem_size_mib\": 128}"),
 		     "must be a non-negative integer");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": \"2\", \"mem_size_mib\": 128}", false),
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": \"2\", \"mem_size_mib\": 128}"),
 		     "field 'vcpu_count' in /machine-config must be a non-negative integer");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 1e300, \"mem_size_mib\": 128}", false),
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 1e300, \"mem_size_mib\": 128}"),
 		     "non-negative integer");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 4}", false),
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 4}"),
 		     "mem_size_mib in /machine-config must be from 8 to 1048576");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 2000000}", false),
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 2000000}"),
 		     "from 8 to 1048576");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2}", false),
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2}"),
 		     "missing field 'mem_size_mib' in /machine-config");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"mem_size_mib\": 128}", false), "missing field 'vcpu_count'");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": true}",
-			 false), "simultaneous multithreading is not supported");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": 1}",
-			 false), "field 'smt' in /machine-config must be a boolean");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
-			 "\"cpu_template\": \"T2\"}", false), "CPU templates are not supported");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 129, "
-			 "\"huge_pages\": \"2M\"}", false), "multiple of 2");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
-			 "\"huge_pages\": \"1G\"}", false), "'1G' is not one of None, Transparent or 2M");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
-			 "\"ht_enabled\": false}", false), "unknown field 'ht_enabled' in /machine-config");
-	assert_fails(PUT(fc_put_machine_config, &c, "{\"vcpu_count\": 99}", true), "from 1 to 32");
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"mem_size_mib\": 128}"), "missing field 'vcpu_count'");
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": true}"), "simultaneous multithreading is not supported");
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": 1}"), "field 'smt' in /machine-config must be a boolean");
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
+			 "\"cpu_template\": \"T2\"}"), "CPU templates are not supported");
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 129, "
+			 "\"huge_pages\": \"2M\"}"), "multiple of 2");
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
+			 "\"huge_pages\": \"1G\"}"), "'1G' is not one of None, Transparent or 2M");
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
+			 "\"ht_enabled\": false}"), "unknown field 'ht_enabled' in /machine-config");
+	assert_fails(PUT(FC_MACHINE_CONFIG_PATCH, &c, NULL, "{\"vcpu_count\": 99}"), "from 1 to 32");
 	after = fc_config_to_json(&c);
 	assert_string_equal(before, after);
 	free(before);
@@ -376,43 +374,43 @@ static void test_boot_source_and_json(void **state)
 	char err[256], big[FC_BODY_MAX + 16];
 
 	fc_config_init(&c);
-	assert_fails(PUT(fc_put_boot_source, &c, "{}"), "missing field 'kernel_image_path' in /boot-source");
-	assert_fails(PUT(fc_put_boot_source, &c, "{\"kernel_image_path\": 3}"),
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "{}"), "missing field 'kernel_image_path' in /boot-source");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "{\"kernel_image_path\": 3}"),
 		     "field 'kernel_image_path' in /boot-source must be a string");
-	assert_fails(PUT(fc_put_boot_source, &c, "{\"kernel_image_path\": \"\"}"), "must not be empty");
-	assert_fails(PUT(fc_put_boot_source, &c, "{\"kernel_image_path\": \"/nonexistent\"}"), "No such file");
-	assert_fails(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\", \"initrd_path\": \"/nope\"}",
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "{\"kernel_image_path\": \"\"}"), "must not be empty");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "{\"kernel_image_path\": \"/nonexistent\"}"), "No such file");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\", \"initrd_path\": \"/nope\"}",
 						  F.kernel)), "initrd_path '/nope'");
-	assert_fails(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\", \"boot_args\": \"a\\nb\"}",
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\", \"boot_args\": \"a\\nb\"}",
 						  F.kernel)), "control character");
-	assert_fails(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\", \"kernel\": \"x\"}", F.kernel)),
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\", \"kernel\": \"x\"}", F.kernel)),
 		     "unknown field 'kernel' in /boot-source");
 	/* Malformed JSON, of several kinds. */
-	assert_fails(PUT(fc_put_boot_source, &c, "{\"kernel_image_path\": \"x\","), "malformed JSON");
-	assert_fails(PUT(fc_put_boot_source, &c, "{kernel_image_path: \"x\"}"), "malformed JSON");
-	assert_fails(PUT(fc_put_boot_source, &c, "not json"), "malformed JSON");
-	assert_fails(PUT(fc_put_boot_source, &c, "{} {}"), "unexpected data after the JSON value");
-	assert_fails(PUT(fc_put_boot_source, &c, "[]"), "/boot-source must be a JSON object");
-	assert_fails(PUT(fc_put_boot_source, &c, "\"x\""), "must be a JSON object");
-	assert_fails(fc_put_boot_source(&c, "{}\0{}", 5, err, sizeof(err)), "NUL byte");
-	assert_fails(fc_put_boot_source(&c, "", 0, err, sizeof(err)), "empty body");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "{\"kernel_image_path\": \"x\","), "malformed JSON");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "{kernel_image_path: \"x\"}"), "malformed JSON");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "not json"), "malformed JSON");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "{} {}"), "unexpected data after the JSON value");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "[]"), "/boot-source must be a JSON object");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "\"x\""), "must be a JSON object");
+	assert_fails(fc_put(&c, FC_BOOT_SOURCE, NULL, "{}\0{}", 5, err, sizeof(err)), "NUL byte");
+	assert_fails(fc_put(&c, FC_BOOT_SOURCE, NULL, "", 0, err, sizeof(err)), "empty body");
 	memset(big, ' ', sizeof(big));
 	big[0] = '{';
 	big[sizeof(big) - 1] = '}';
-	assert_fails(fc_put_boot_source(&c, big, sizeof(big), err, sizeof(err)), "larger than 65536 bytes");
+	assert_fails(fc_put(&c, FC_BOOT_SOURCE, NULL, big, sizeof(big), err, sizeof(err)), "larger than 65536 bytes");
 	/* Deep nesting is refused by cJSON's own limit, not a crash. */
 	{
 		static char deep[20000];
 
 		memset(deep, '[', sizeof(deep) - 1);
-		assert_fails(fc_put_boot_source(&c, deep, sizeof(deep) - 1, err, sizeof(err)), "malformed JSON");
+		assert_fails(fc_put(&c, FC_BOOT_SOURCE, NULL, deep, sizeof(deep) - 1, err, sizeof(err)), "malformed JSON");
 	}
 	/* A field name with control characters is reported printably. */
-	assert_fails(PUT(fc_put_boot_source, &c, "{\"a\\u0001b\": 1}"), "unknown field 'a?b'");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, "{\"a\\u0001b\": 1}"), "unknown field 'a?b'");
 	assert_null(c.kernel);
 	assert_false(c.boot_configured);
 
-	assert_int_equal(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\", \"initrd_path\": \"%s\", "
+	assert_int_equal(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\", \"initrd_path\": \"%s\", "
 						       "\"boot_args\": \"\"}", F.kernel, F.data)), 0);
 	assert_string_equal(c.initrd, F.data);
 	assert_true(c.boot_configured);
@@ -428,41 +426,41 @@ static void test_nets(void **state)
 	char err[256];
 
 	fc_config_init(&c);
-	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"mtu\": 1400}",
-			     "eth0"), 0);
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap0\"}", "eth1"),
+	assert_int_equal(PUT(FC_NET, &c,
+			     "eth0", "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"mtu\": 1400}"), 0);
+	assert_fails(PUT(FC_NET, &c, "eth1", "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap0\"}"),
 		     "host_dev_name 'tap0' is already used by interface 'eth0'");
-	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap1\", "
-			     "\"guest_mac\": \"02:00:00:00:00:01\"}", "eth1"), 0);
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
-			 "\"guest_mac\": \"02:00:00:00:00:01\"}", "eth2"), "guest_mac 02:00:00:00:00:01 is already used");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
-			 "\"guest_mac\": \"01:00:00:00:00:01\"}", "eth2"), "not a unicast MAC");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
-			 "\"guest_mac\": \"zz:00:00:00:00:01\"}", "eth2"), "not a unicast MAC");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap,2\"}", "eth2"),
+	assert_int_equal(PUT(FC_NET, &c, "eth1", "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap1\", "
+			     "\"guest_mac\": \"02:00:00:00:00:01\"}"), 0);
+	assert_fails(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"guest_mac\": \"02:00:00:00:00:01\"}"), "guest_mac 02:00:00:00:00:01 is already used");
+	assert_fails(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"guest_mac\": \"01:00:00:00:00:01\"}"), "not a unicast MAC");
+	assert_fails(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"guest_mac\": \"zz:00:00:00:00:01\"}"), "not a unicast MAC");
+	assert_fails(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap,2\"}"),
 		     "not a TAP device name");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"a-very-long-tapname\"}",
-			 "eth2"), "not a TAP device name");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\"}", "eth2"),
+	assert_fails(PUT(FC_NET, &c,
+			 "eth2", "{\"iface_id\": \"eth2\", \"host_dev_name\": \"a-very-long-tapname\"}"), "not a TAP device name");
+	assert_fails(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth2\"}"),
 		     "missing field 'host_dev_name' in /network-interfaces");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", \"mtu\": 10}",
-			 "eth2"), "mtu");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
-			 "\"rx_rate_limiter\": {}}", "eth2"), "rx_rate_limiter");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
-			 "\"allow_mmds_requests\": true}", "eth2"), "unknown field 'allow_mmds_requests'");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth9\", \"host_dev_name\": \"tap2\"}", "eth2"),
+	assert_fails(PUT(FC_NET, &c,
+			 "eth2", "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", \"mtu\": 10}"), "mtu");
+	assert_fails(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"rx_rate_limiter\": {}}"), "rx_rate_limiter");
+	assert_fails(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\", "
+			 "\"allow_mmds_requests\": true}"), "unknown field 'allow_mmds_requests'");
+	assert_fails(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth9\", \"host_dev_name\": \"tap2\"}"),
 		     "does not match");
 	/* Same id: replaced in place. */
-	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap5\"}", "eth0"), 0);
+	assert_int_equal(PUT(FC_NET, &c, "eth0", "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap5\"}"), 0);
 	assert_int_equal(c.nnets, 2);
-	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\"}", "eth2"), 0);
-	assert_int_equal(PUT(fc_put_net, &c, "{\"iface_id\": \"eth3\", \"host_dev_name\": \"tap3\"}", "eth3"), 0);
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"eth4\", \"host_dev_name\": \"tap4\"}", "eth4"),
+	assert_int_equal(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth2\", \"host_dev_name\": \"tap2\"}"), 0);
+	assert_int_equal(PUT(FC_NET, &c, "eth3", "{\"iface_id\": \"eth3\", \"host_dev_name\": \"tap3\"}"), 0);
+	assert_fails(PUT(FC_NET, &c, "eth4", "{\"iface_id\": \"eth4\", \"host_dev_name\": \"tap4\"}"),
 		     "too many network interfaces");
 
-	assert_int_equal(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
+	assert_int_equal(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
 	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
 	assert_int_equal(m.cfg.nnets, 4);
 	assert_net(&m.cfg.nets[0], "eth0", "tap5", NULL);
@@ -481,30 +479,30 @@ static void test_metrics_logger_serial(void **state)
 	char err[256];
 
 	fc_config_init(&c);
-	assert_int_equal(PUT(fc_put_metrics, &c, "{\"metrics_path\": \"/tmp/metrics.fifo\"}"), 0);
-	assert_fails(PUT(fc_put_metrics, &c, "{}"), "missing field 'metrics_path' in /metrics");
-	assert_fails(PUT(fc_put_metrics, &c, "{\"metrics_path\": true}"), "must be a string");
+	assert_int_equal(PUT(FC_METRICS, &c, NULL, "{\"metrics_path\": \"/tmp/metrics.fifo\"}"), 0);
+	assert_fails(PUT(FC_METRICS, &c, NULL, "{}"), "missing field 'metrics_path' in /metrics");
+	assert_fails(PUT(FC_METRICS, &c, NULL, "{\"metrics_path\": true}"), "must be a string");
 	assert_string_equal(c.metrics_path, "/tmp/metrics.fifo");
 
-	assert_int_equal(PUT(fc_put_logger, &c, "{\"level\": \"debug\", \"show_level\": true, "
+	assert_int_equal(PUT(FC_LOGGER, &c, NULL, "{\"level\": \"debug\", \"show_level\": true, "
 			     "\"show_log_origin\": false}"), 0);
 	assert_int_equal(c.log_level, LOG_DEBUG);
-	assert_int_equal(PUT(fc_put_logger, &c, "{\"level\": \"Warning\"}"), 0);
+	assert_int_equal(PUT(FC_LOGGER, &c, NULL, "{\"level\": \"Warning\"}"), 0);
 	assert_int_equal(c.log_level, LOG_WARN);
-	assert_fails(PUT(fc_put_logger, &c, "{\"level\": \"Loud\"}"), "'Loud' is not one of");
-	assert_fails(PUT(fc_put_logger, &c, "{\"log_path\": \"/tmp/log\"}"), "log_path in /logger is not supported");
-	assert_fails(PUT(fc_put_logger, &c, "{\"module\": \"x\"}"), "module");
+	assert_fails(PUT(FC_LOGGER, &c, NULL, "{\"level\": \"Loud\"}"), "'Loud' is not one of");
+	assert_fails(PUT(FC_LOGGER, &c, NULL, "{\"log_path\": \"/tmp/log\"}"), "log_path in /logger is not supported");
+	assert_fails(PUT(FC_LOGGER, &c, NULL, "{\"module\": \"x\"}"), "module");
 	assert_int_equal(c.log_level, LOG_WARN);
 
-	assert_int_equal(PUT(fc_put_serial, &c, "{\"serial_out_path\": \"/tmp/console.txt\"}"), 0);
+	assert_int_equal(PUT(FC_SERIAL, &c, NULL, "{\"serial_out_path\": \"/tmp/console.txt\"}"), 0);
 	assert_string_equal(c.console, "file:/tmp/console.txt");
-	assert_fails(PUT(fc_put_serial, &c, "{\"serial_out_path\": 1}"), "must be a string");
+	assert_fails(PUT(FC_SERIAL, &c, NULL, "{\"serial_out_path\": 1}"), "must be a string");
 	assert_false(c.entropy);
-	assert_int_equal(PUT(fc_put_entropy, &c, "{}"), 0);
-	assert_fails(PUT(fc_put_entropy, &c, "{\"rate_limiter\": {\"ops\": {}}}"), "rate limiters");
+	assert_int_equal(PUT(FC_ENTROPY, &c, NULL, "{}"), 0);
+	assert_fails(PUT(FC_ENTROPY, &c, NULL, "{\"rate_limiter\": {\"ops\": {}}}"), "rate limiters");
 	assert_true(c.entropy);
 
-	assert_int_equal(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
+	assert_int_equal(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
 	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
 	assert_string_equal(m.cfg.console, "file:/tmp/console.txt");
 	assert_string_equal(m.cfg.metrics_path, "/tmp/metrics.fifo");
@@ -728,29 +726,29 @@ static void test_strings(void **state)
 	cJSON *back;
 
 	fc_config_init(&c);
-	assert_int_equal(PUT(fc_put_boot_source, &c, boot_body("console=ttyS0")), 0);
+	assert_int_equal(PUT(FC_BOOT_SOURCE, &c, NULL, boot_body("console=ttyS0")), 0);
 	before = fc_config_to_json(&c);
 
 	/* \u0000 would cut the string short: refused wherever it is. */
-	assert_fails(PUT(fc_put_boot_source, &c, boot_body("console=ttyS0\\u0000 init=/bin/sh")), "\\u0000");
-	assert_fails(PUT(fc_put_boot_source, &c, J("{\"kernel_image_path\": \"%s\\u0000.bak\"}", F.kernel)),
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, boot_body("console=ttyS0\\u0000 init=/bin/sh")), "\\u0000");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\\u0000.bak\"}", F.kernel)),
 		     "NUL characters are not allowed");
-	assert_fails(PUT(fc_put_drive, &c, J("{\"drive_id\": \"d\", \"path_on_host\": \"%s\\u0000x\", "
-					     "\"is_root_device\": false}", F.data), "d"), "\\u0000");
+	assert_fails(PUT(FC_DRIVE, &c, "d", J("{\"drive_id\": \"d\", \"path_on_host\": \"%s\\u0000x\", "
+					     "\"is_root_device\": false}", F.data)), "\\u0000");
 	file = J("{\"boot-source\": {\"kernel_image_path\": \"%s\\u0000\"}}", F.kernel);
 	assert_fails(fc_config_load(&other, file, strlen(file), err, sizeof(err)),
 		     "config file: a string contains \\u0000");
 	/* Invalid UTF-8 would be echoed back as invalid JSON: refused. */
 	for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++)
-		assert_fails(PUT(fc_put_boot_source, &c, boot_body(bad_utf8[i])), "invalid UTF-8");
-	assert_fails(PUT(fc_put_net, &c, "{\"iface_id\": \"e\xff\", \"host_dev_name\": \"tap0\"}", "e"),
+		assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, boot_body(bad_utf8[i])), "invalid UTF-8");
+	assert_fails(PUT(FC_NET, &c, "e", "{\"iface_id\": \"e\xff\", \"host_dev_name\": \"tap0\"}"),
 		     "invalid UTF-8");
 	json = fc_config_to_json(&c);
 	assert_string_equal(json, before);
 	free(json);
 
 	/* What is fine: an escaped backslash before "u0000", other escapes, real UTF-8. */
-	assert_int_equal(PUT(fc_put_boot_source, &c, boot_body("a=\\\\u0000 b=\\u00e9 c=\xc3\xa9 d=\xe2\x82\xac "
+	assert_int_equal(PUT(FC_BOOT_SOURCE, &c, NULL, boot_body("a=\\\\u0000 b=\\u00e9 c=\xc3\xa9 d=\xe2\x82\xac "
 								 "e=\xf0\x9d\x84\x9e f=\\\"q\\\"")), 0);
 	assert_string_equal(c.boot_args, "a=\\u0000 b=\xc3\xa9 c=\xc3\xa9 d=\xe2\x82\xac e=\xf0\x9d\x84\x9e f=\"q\"");
 	json = fc_config_to_json(&c);
@@ -761,8 +759,8 @@ static void test_strings(void **state)
 	cJSON_Delete(back);
 	free(json);
 	/* A lone surrogate escape does not decode into invalid UTF-8. */
-	assert_fails(PUT(fc_put_boot_source, &c, boot_body("\\ud800")), "malformed JSON");
-	assert_fails(PUT(fc_put_boot_source, &c, boot_body("\\udc00x")), "malformed JSON");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, boot_body("\\ud800")), "malformed JSON");
+	assert_fails(PUT(FC_BOOT_SOURCE, &c, NULL, boot_body("\\udc00x")), "malformed JSON");
 	free(before);
 	fc_config_exit(&c);
 }

@@ -1,0 +1,294 @@
+/*
+ * Firecracker's drives and network-interfaces: checked bodies into the
+ * fc_config, back to JSON, and into the machine's typed device configuration.
+ */
+#include <errno.h>
+#include <strings.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "api/fc.h"
+#include "api/fc_priv.h"
+
+void fc_drive_free(struct fc_drive *d)
+{
+	free(d->id);
+	free(d->path);
+	free(d->partuuid);
+	memset(d, 0, sizeof(*d));
+}
+
+void fc_net_free(struct fc_net *n)
+{
+	free(n->id);
+	free(n->host_dev);
+	free(n->mac);
+	memset(n, 0, sizeof(*n));
+}
+
+/* ---- drives ---- */
+
+int fc_drive_apply(struct fc_config *c, const char *path_id, const cJSON *j, const char *where,
+			  char *err, size_t errlen)
+{
+	static const struct fc_field f[] = {
+		{ "drive_id", FC_STR, true },
+		{ "is_root_device", FC_BOOL, true },
+		{ "path_on_host", FC_STR, false },
+		{ "is_read_only", FC_BOOL, false },
+		{ "partuuid", FC_STR, false },
+		{ "cache_type", FC_STR, false },
+		{ "io_engine", FC_STR, false },
+		{ "rate_limiter", FC_OBJ, false },
+		{ "socket", FC_STR, false },
+	};
+	static const char *const caches[] = { "Unsafe", "Writeback" };
+	static const char *const engines[] = { "Sync", "Async" };
+	const char *id, *path, *partuuid;
+	struct fc_drive d = { 0 };
+	unsigned slot;
+	char p[48];
+	int e;
+
+	e = fc_check(j, f, FC_NFIELDS(f), where, err, errlen);
+	if (!e)
+		e = fc_get_str(j, "drive_id", FC_ID_MAX, false, where, &id, err, errlen);
+	if (!e)
+		e = fc_get_str(j, "path_on_host", FC_PATH_MAX, false, where, &path, err, errlen);
+	if (!e)
+		e = fc_get_str(j, "partuuid", FC_ID_MAX, false, where, &partuuid, err, errlen);
+	if (!e)
+		e = fc_get_enum(j, "cache_type", caches, 2, where, &d.cache, err, errlen);
+	if (!e)
+		e = fc_get_enum(j, "io_engine", engines, 2, where, &d.engine, err, errlen);
+	if (e)
+		return e;
+	if (!fc_id_valid(id)) {
+		snprintf(err, errlen, "drive_id '%s' in %s: use 1 to %d letters, digits, '_' or '-'",
+			 fc_printable(p, sizeof(p), id), where, FC_ID_MAX);
+		return -EINVAL;
+	}
+	if (path_id && strcmp(path_id, id)) {
+		snprintf(err, errlen, "drive_id '%s' in the body does not match the id '%s' in the path",
+			 fc_printable(p, sizeof(p), id), path_id);
+		return -EINVAL;
+	}
+	if (fc_get(j, "rate_limiter")) {
+		snprintf(err, errlen, "rate_limiter in %s: rate limiters are not supported by kestrel", where);
+		return -EINVAL;
+	}
+	if (fc_get(j, "socket")) {
+		snprintf(err, errlen, "socket in %s: vhost-user drives are not supported by kestrel", where);
+		return -EINVAL;
+	}
+	if (!path) {
+		snprintf(err, errlen, "missing field 'path_on_host' in %s", where);
+		return -EINVAL;
+	}
+	if (partuuid && !fc_name_chars(partuuid, FC_ID_MAX, "-")) {
+		snprintf(err, errlen, "partuuid in %s: use letters, digits and '-'", where);
+		return -EINVAL;
+	}
+	d.root = fc_get_bool(j, "is_root_device", false);
+	d.read_only = fc_get_bool(j, "is_read_only", false);
+	e = fc_check_file(path, true, !d.read_only, "path_on_host", err, errlen);
+	if (e)
+		return e;
+
+	for (slot = 0; slot < c->ndrives; slot++)
+		if (!strcmp(c->drives[slot].id, id))
+			break;
+	for (unsigned i = 0; d.root && i < c->ndrives; i++) {
+		if (i != slot && c->drives[i].root) {
+			snprintf(err, errlen, "a root drive already exists ('%s'); only one drive can be the root",
+				 c->drives[i].id);
+			return -EINVAL;
+		}
+	}
+	if (slot == MACHINE_MAX_DISKS) {
+		snprintf(err, errlen, "too many drives: kestrel supports %d", MACHINE_MAX_DISKS);
+		return -ENOSPC;
+	}
+	if (fc_set_str(&d.id, id) || fc_set_str(&d.path, path) || fc_set_str(&d.partuuid, partuuid)) {
+		fc_drive_free(&d);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (slot < c->ndrives)
+		fc_drive_free(&c->drives[slot]);
+	else
+		c->ndrives++;
+	c->drives[slot] = d;
+	c->boot_configured = true;
+	return 0;
+}
+
+/* ---- network-interfaces ---- */
+
+int fc_net_apply(struct fc_config *c, const char *path_id, const cJSON *j, const char *where,
+			char *err, size_t errlen)
+{
+	static const struct fc_field f[] = {
+		{ "iface_id", FC_STR, true },
+		{ "host_dev_name", FC_STR, true },
+		{ "guest_mac", FC_STR, false },
+		{ "mtu", FC_UINT, false },
+		{ "rx_rate_limiter", FC_OBJ, false },
+		{ "tx_rate_limiter", FC_OBJ, false },
+	};
+	const char *id, *dev, *mac;
+	const cJSON *m;
+	struct fc_net n = { 0 };
+	unsigned slot;
+	char p[48];
+	int e;
+
+	e = fc_check(j, f, FC_NFIELDS(f), where, err, errlen);
+	if (!e)
+		e = fc_get_str(j, "iface_id", FC_ID_MAX, false, where, &id, err, errlen);
+	if (!e)
+		e = fc_get_str(j, "host_dev_name", 64, false, where, &dev, err, errlen);
+	if (!e)
+		e = fc_get_str(j, "guest_mac", 64, false, where, &mac, err, errlen);
+	if (e)
+		return e;
+	if (!fc_id_valid(id)) {
+		snprintf(err, errlen, "iface_id '%s' in %s: use 1 to %d letters, digits, '_' or '-'",
+			 fc_printable(p, sizeof(p), id), where, FC_ID_MAX);
+		return -EINVAL;
+	}
+	if (path_id && strcmp(path_id, id)) {
+		snprintf(err, errlen, "iface_id '%s' in the body does not match the id '%s' in the path",
+			 fc_printable(p, sizeof(p), id), path_id);
+		return -EINVAL;
+	}
+	if (fc_get(j, "rx_rate_limiter") || fc_get(j, "tx_rate_limiter")) {
+		snprintf(err, errlen, "%s_rate_limiter in %s: rate limiters are not supported by kestrel",
+			 fc_get(j, "rx_rate_limiter") ? "rx" : "tx", where);
+		return -EINVAL;
+	}
+	if (!fc_ifname_valid(dev)) {
+		snprintf(err, errlen, "host_dev_name '%s' in %s is not a TAP device name "
+			 "(1 to 15 letters, digits, '_', '.' or '-')", fc_printable(p, sizeof(p), dev), where);
+		return -EINVAL;
+	}
+	if (mac && !fc_mac_valid(mac)) {
+		snprintf(err, errlen, "guest_mac '%s' in %s is not a unicast MAC address like 06:00:ac:10:00:02",
+			 fc_printable(p, sizeof(p), mac), where);
+		return -EINVAL;
+	}
+	if ((m = fc_get(j, "mtu"))) {
+		if (m->valuedouble < 68 || m->valuedouble > 65535) {
+			snprintf(err, errlen, "mtu in %s must be from 68 to 65535", where);
+			return -EINVAL;
+		}
+		n.mtu = (unsigned)m->valuedouble;
+	}
+	for (slot = 0; slot < c->nnets; slot++)
+		if (!strcmp(c->nets[slot].id, id))
+			break;
+	for (unsigned i = 0; i < c->nnets; i++) {
+		if (i == slot)
+			continue;
+		if (!strcmp(c->nets[i].host_dev, dev)) {
+			snprintf(err, errlen, "host_dev_name '%s' is already used by interface '%s'", dev, c->nets[i].id);
+			return -EINVAL;
+		}
+		if (mac && c->nets[i].mac && !strcasecmp(c->nets[i].mac, mac)) {
+			snprintf(err, errlen, "guest_mac %s is already used by interface '%s'", mac, c->nets[i].id);
+			return -EINVAL;
+		}
+	}
+	if (slot == MACHINE_MAX_NETS) {
+		snprintf(err, errlen, "too many network interfaces: kestrel supports %d", MACHINE_MAX_NETS);
+		return -ENOSPC;
+	}
+	if (fc_set_str(&n.id, id) || fc_set_str(&n.host_dev, dev) || fc_set_str(&n.mac, mac)) {
+		fc_net_free(&n);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (slot < c->nnets)
+		fc_net_free(&c->nets[slot]);
+	else
+		c->nnets++;
+	c->nets[slot] = n;
+	c->boot_configured = true;
+	return 0;
+}
+
+/* ---- back to JSON ---- */
+
+bool fc_add_drives(cJSON *top, const struct fc_config *c)
+{
+	cJSON *a = cJSON_AddArrayToObject(top, "drives");
+
+	if (!a)
+		return false;
+	for (unsigned i = 0; i < c->ndrives; i++) {
+		const struct fc_drive *d = &c->drives[i];
+		cJSON *o = cJSON_CreateObject();
+
+		if (!o || !cJSON_AddItemToArray(a, o))
+			return cJSON_Delete(o), false;
+		if (!fc_add_str(o, "drive_id", d->id) || !fc_add_str(o, "path_on_host", d->path) ||
+		    !cJSON_AddBoolToObject(o, "is_root_device", d->root) ||
+		    !cJSON_AddBoolToObject(o, "is_read_only", d->read_only) ||
+		    !fc_add_str(o, "partuuid", d->partuuid) ||
+		    !fc_add_str(o, "cache_type", d->cache < 0 ? NULL : d->cache ? "Writeback" : "Unsafe") ||
+		    !fc_add_str(o, "io_engine", d->engine < 0 ? NULL : d->engine ? "Async" : "Sync"))
+			return false;
+	}
+	return true;
+}
+
+bool fc_add_nets(cJSON *top, const struct fc_config *c)
+{
+	cJSON *a = cJSON_AddArrayToObject(top, "network-interfaces");
+
+	if (!a)
+		return false;
+	for (unsigned i = 0; i < c->nnets; i++) {
+		const struct fc_net *n = &c->nets[i];
+		cJSON *o = cJSON_CreateObject();
+
+		if (!o || !cJSON_AddItemToArray(a, o))
+			return cJSON_Delete(o), false;
+		if (!fc_add_str(o, "iface_id", n->id) || !fc_add_str(o, "host_dev_name", n->host_dev) ||
+		    !fc_add_str(o, "guest_mac", n->mac) ||
+		    (n->mtu && !cJSON_AddNumberToObject(o, "mtu", n->mtu)))
+			return false;
+	}
+	return true;
+}
+
+/* ---- into the machine configuration ---- */
+
+/* A drive as the virtio-blk device takes it (kestrel's defaults: io_uring, one queue). */
+void fc_disk_config(const struct fc_drive *d, struct blk_config *b)
+{
+	memset(b, 0, sizeof(*b));
+	snprintf(b->path, sizeof(b->path), "%s", d->path);
+	b->read_only = d->read_only;
+	b->engine = d->engine == 0 ? BLOCK_ENGINE_SYNC : BLOCK_ENGINE_URING;
+	b->num_queues = 1;
+}
+
+/* An interface on a TAP device; without guest_mac the machine derives one. */
+void fc_net_config(const struct fc_net *n, struct net_config *nc)
+{
+	memset(nc, 0, sizeof(*nc));
+	snprintf(nc->id, sizeof(nc->id), "%s", n->id);
+	nc->model = NET_MODEL_VIRTIO;
+	nc->backend = NET_BACKEND_TAP;
+	snprintf(nc->ifname, sizeof(nc->ifname), "%s", n->host_dev);
+	if (n->mac) {
+		for (int i = 0; i < 6; i++)
+			nc->mac[i] = (uint8_t)strtoul((char[3]){ n->mac[3 * i], n->mac[3 * i + 1], 0 }, NULL, 16);
+		nc->mac_set = true;
+	}
+	nc->mtu = (uint16_t)n->mtu;
+}
