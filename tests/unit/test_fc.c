@@ -765,6 +765,18 @@ static void test_strings(void **state)
 	fc_config_exit(&c);
 }
 
+/* fc_put is one entry point over a table: a resource outside it is refused, not indexed. */
+static void test_put_unknown_resource(void **state)
+{
+	struct fc_config c;
+	char err[256];
+
+	fc_config_init(&c);
+	assert_fails(fc_put(&c, (enum fc_resource)(FC_SERIAL + 1), NULL, "{}", 2, err, sizeof(err)), "unknown resource");
+	assert_fails(fc_put(&c, (enum fc_resource)-1, NULL, "{}", 2, err, sizeof(err)), "unknown resource");
+	fc_config_exit(&c);
+}
+
 static void test_ids(void **state)
 {
 	assert_true(fc_id_valid("rootfs"));
@@ -788,6 +800,7 @@ int main(void)
 		cmocka_unit_test(test_drive_path_with_comma),
 		cmocka_unit_test(test_machine_config),
 		cmocka_unit_test(test_strings),
+		cmocka_unit_test(test_put_unknown_resource),
 		cmocka_unit_test(test_boot_source_and_json),
 		cmocka_unit_test(test_nets),
 		cmocka_unit_test(test_metrics_logger_serial),
