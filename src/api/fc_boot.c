@@ -11,7 +11,8 @@
 
 /* ---- boot-source ---- */
 
-int fc_boot_source_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where, char *err, size_t errlen)
+int fc_boot_source_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where, char *err,
+			 size_t errlen)
 {
 	static const struct fc_field f[] = {
 		{ "kernel_image_path", FC_STR, true },

@@ -348,8 +348,10 @@ static void test_machine_config(void **state)
 	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2}"),
 		     "missing field 'mem_size_mib' in /machine-config");
 	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"mem_size_mib\": 128}"), "missing field 'vcpu_count'");
-	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": true}"), "simultaneous multithreading is not supported");
-	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": 1}"), "field 'smt' in /machine-config must be a boolean");
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": true}"),
+		     "simultaneous multithreading is not supported");
+	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"smt\": 1}"),
+		     "field 'smt' in /machine-config must be a boolean");
 	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 128, "
 			 "\"cpu_template\": \"T2\"}"), "CPU templates are not supported");
 	assert_fails(PUT(FC_MACHINE_CONFIG, &c, NULL, "{\"vcpu_count\": 2, \"mem_size_mib\": 129, "
