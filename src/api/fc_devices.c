@@ -3,10 +3,10 @@
  * fc_config, back to JSON, and into the machine's typed device configuration.
  */
 #include <errno.h>
-#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cJSON.h>
 

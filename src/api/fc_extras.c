@@ -1,9 +1,9 @@
 /* Firecracker's metrics, logger, serial and entropy resources, and kestrel's own config-file section. */
 #include <errno.h>
-#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cJSON.h>
 

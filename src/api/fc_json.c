@@ -4,15 +4,15 @@
  * (fc_check: unknown, duplicate, mistyped and missing fields), reading
  * checked members, and the value checks the resources share.
  */
-#include <errno.h>
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 
