@@ -3,6 +3,7 @@
 #include "api/api_client.h"
 #include "api/fc.h"
 #include "core/vm.h"
+#include "util/file.h"
 #include "util/log.h"
 #include "vmm/vmm.h"
 
@@ -327,17 +328,9 @@ static int cli_read_config(const char *path, char **out, size_t *len, char *err,
 	ssize_t r;
 	int fd, e;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "--config-file '%s': %s", path, strerror(-e));
-		return e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "--config-file '%s': not a regular file", path);
-		e = -EINVAL;
-		goto out;
-	}
+	fd = file_open(path, O_RDONLY, 0, FILE_REG, "--config-file", &st, err, errlen);
+	if (fd < 0)
+		return fd;
 	if (st.st_size > FC_BODY_MAX) {
 		snprintf(err, errlen, "--config-file '%s': larger than %d bytes", path, FC_BODY_MAX);
 		e = -EFBIG;

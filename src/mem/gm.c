@@ -1,5 +1,6 @@
 #include "mem/gm.h"
 #include "mem/layout.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -108,17 +109,9 @@ int gm_init_file(struct guest_mem *gm, uint64_t ram_size, const char *path, char
 		snprintf(err, errlen, "memory file %s: bad RAM size", path);
 		return -EINVAL;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "memory file %s: %s", path, strerror(-e));
-		return e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "memory file %s: not a regular file", path);
-		close(fd);
-		return -EINVAL;
-	}
+	fd = file_open(path, O_RDONLY, 0, FILE_REG, "memory file", &st, err, errlen);
+	if (fd < 0)
+		return fd;
 	if ((uint64_t)st.st_size != ram_size) {
 		snprintf(err, errlen, "memory file %s is %llu bytes; the snapshot's guest has %llu bytes of RAM",
 			 path, (unsigned long long)st.st_size, (unsigned long long)ram_size);

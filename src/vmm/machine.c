@@ -319,7 +319,7 @@ struct machine *machine_new(const struct machine_config *cfg, struct loop *loop,
 	}
 	m->cfg = *cfg;
 	m->loop = loop;
-	m->drain_fd = m->metrics_timer = -1;
+	m->drain_fd = m->metrics_timer = m->metrics_fd = -1;
 	e = chardev_open(&m->console, cfg->console, err, errlen);
 	if (e < 0)
 		goto err_free;
@@ -439,6 +439,8 @@ int machine_finish(struct machine *m)
 	if (m->cfg.stats) {
 		vm_print_stats(&m->vm, stderr);
 		machine_print_virtio_stats(m, stderr);
+		fprintf(stderr, "console: %llu bytes written, %llu dropped\n",
+			(unsigned long long)m->console.bytes_out, (unsigned long long)m->console.bytes_dropped);
 	}
 	log_info("main", "VM stopped (reason %d), exit status %d", m->vm.stop_reason, status);
 	return status;
@@ -483,12 +485,11 @@ int machine_set_metrics(struct machine *m, const char *path, char *err, size_t e
 
 int machine_flush_metrics(struct machine *m, char *err, size_t errlen)
 {
-	if (!m->metrics_out) {
+	if (m->metrics_fd < 0) {
 		snprintf(err, errlen, "no metrics destination: PUT /metrics first");
 		return -EINVAL;
 	}
-	metrics_write(m, m->metrics_out);
-	fflush(m->metrics_out);
+	metrics_flush(m);
 	return 0;
 }
 
