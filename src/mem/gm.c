@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #ifndef MFD_HUGETLB
@@ -46,6 +47,93 @@ static void gm_check_shmem_thp(void)
 			 strstr(buf, "[never]") ? "never" : "deny");
 }
 
+/* The memory limit of kestrel's own cgroup (v2 memory.max or v1 limit_in_bytes); 0: none found. */
+static uint64_t gm_cgroup_limit(void)
+{
+	char line[512], path[768];
+	unsigned long long v = 0;
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	uint64_t limit = 0;
+
+	if (!f)
+		return 0;
+	while (!limit && fgets(line, sizeof(line), f)) {
+		const char *rel = NULL, *file = NULL, *base = NULL;
+		char *nl = strchr(line, '\n');
+		FILE *lf;
+
+		if (nl)
+			*nl = '\0';
+		if (!strncmp(line, "0::", 3)) {
+			rel = line + 3, file = "memory.max", base = "/sys/fs/cgroup";
+		} else if (strstr(line, ":memory:")) {
+			rel = strstr(line, ":memory:") + 8, file = "memory.limit_in_bytes";
+			base = "/sys/fs/cgroup/memory";
+		}
+		if (!rel)
+			continue;
+		/* Inside a cgroup namespace the path may be "/": the mount shows our own group. */
+		snprintf(path, sizeof(path), "%s%s/%s", base, rel, file);
+		lf = fopen(path, "re");
+		if (!lf) {
+			snprintf(path, sizeof(path), "%s/%s", base, file);
+			lf = fopen(path, "re");
+		}
+		if (!lf)
+			continue;
+		if (fscanf(lf, "%llu", &v) == 1 && v < (1ull << 60))   /* "max" or v1's huge "unlimited" */
+			limit = v;
+		fclose(lf);
+	}
+	fclose(f);
+	return limit;
+}
+
+int gm_check_host(uint64_t ram_size, unsigned flags, char *err, size_t errlen)
+{
+	struct sysinfo si;
+	uint64_t host, cg;
+
+	if (sysinfo(&si) == 0) {
+		host = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+		if (ram_size > host && !(flags & GM_OVERCOMMIT)) {
+			snprintf(err, errlen,
+				 "guest RAM of %llu MiB exceeds this host's memory plus swap (%llu MiB); the guest "
+				 "would be killed when it uses it (--mem-overcommit starts it anyway)",
+				 (unsigned long long)(ram_size >> 20), (unsigned long long)(host >> 20));
+			return -ENOMEM;
+		}
+	}
+	cg = gm_cgroup_limit();
+	if (cg && ram_size > cg)
+		log_warn("mem", "guest RAM of %llu MiB exceeds the memory limit of kestrel's cgroup (%llu MiB): "
+			 "if the guest uses it all, the kernel OOM-kills kestrel (exit by SIGKILL, status 137)",
+			 (unsigned long long)(ram_size >> 20), (unsigned long long)(cg >> 20));
+	return 0;
+}
+
+int gm_hugepages_free(uint64_t *free_pages, uint64_t *page_kib)
+{
+	char line[128];
+	unsigned long long v;
+	int found = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "HugePages_Free: %llu", &v) == 1) {
+			*free_pages = v;
+			found |= 1;
+		} else if (sscanf(line, "Hugepagesize: %llu kB", &v) == 1) {
+			*page_kib = v;
+			found |= 2;
+		}
+	}
+	fclose(f);
+	return found == 3 ? 0 : -ENOENT;
+}
+
 int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags)
 {
 	unsigned mfd_flags = MFD_CLOEXEC;
@@ -69,7 +157,14 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags)
 		err = -errno;
 		goto err_close;
 	}
-	map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	/*
+	 * hugetlb pages come from a fixed host pool: without MAP_NORESERVE the
+	 * mmap reserves them all now and fails with ENOMEM when the pool is short,
+	 * instead of a SIGBUS at the guest's first touch of a page that is not
+	 * there. Small pages stay lazily allocated (memory overcommit applies).
+	 */
+	map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+		   MAP_SHARED | ((flags & GM_HUGEPAGES) ? 0 : MAP_NORESERVE), fd, 0);
 	if (map == MAP_FAILED) {
 		err = -errno;
 		goto err_close;

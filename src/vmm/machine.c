@@ -324,11 +324,14 @@ struct machine *machine_new(const struct machine_config *cfg, struct loop *loop,
 	if (e < 0)
 		goto err_free;
 	m->console_open = true;
+	if (cfg->console_limit && m->console.limit)   /* only a regular file has a limit */
+		m->console.limit = cfg->console_limit == UINT64_MAX ? 0 : cfg->console_limit;
 	e = kvm_open(&m->kvm, cfg->kvm_path, err, errlen);
 	if (e < 0)
 		goto err_free;
 	m->kvm_open = true;
-	e = vm_create(&m->vm, &m->kvm, cfg->mem_size, cfg->cpus, cfg->hugepages ? GM_HUGEPAGES : 0,
+	e = vm_create(&m->vm, &m->kvm, cfg->mem_size, cfg->cpus, (cfg->hugepages ? GM_HUGEPAGES : 0) |
+		      (cfg->mem_overcommit ? GM_OVERCOMMIT : 0),
 		      mem_file, err, errlen);
 	if (e < 0)
 		goto err_free;
