@@ -68,6 +68,21 @@ int file_open(const char *path, int flags, mode_t mode, unsigned kinds, const ch
 	 */
 	if (fd < 0 && errno == ENXIO && (kinds & FILE_FIFO) && (flags & O_ACCMODE) == O_WRONLY)
 		fd = open(path, (flags & ~(O_ACCMODE | O_CREAT | O_TRUNC)) | O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == ENXIO) {
+		/* A write-only FIFO without a reader (not accepted here): say what it is. */
+		int pfd = open(path, O_PATH | O_CLOEXEC);
+
+		if (pfd >= 0 && fstat(pfd, st) == 0 && !file_kind_ok(st->st_mode, kinds)) {
+			file_kinds_str(kinds, want, sizeof(want));
+			snprintf(err, errlen, "%s %s: is a %s, not %s", what, path, file_kind_name(st->st_mode),
+				 want);
+			close(pfd);
+			return -EINVAL;
+		}
+		if (pfd >= 0)
+			close(pfd);
+		errno = ENXIO;
+	}
 	if (fd < 0) {
 		e = -errno;
 		if (e == -ELOOP && (flags & O_NOFOLLOW))
