@@ -108,6 +108,23 @@ int file_open(const char *path, int flags, mode_t mode, unsigned kinds, const ch
 		}
 		goto err_close;
 	}
+	/*
+	 * Hold a FIFO output read-write even when a reader was there at open: when
+	 * that reader leaves, a write-only end would get EPIPE and SIGPIPE (which
+	 * ends the process); read-write, the pipe just fills and writes are dropped.
+	 * Reopened through /proc so that it is the same FIFO that was checked.
+	 */
+	if (S_ISFIFO(st->st_mode) && (flags & O_ACCMODE) == O_WRONLY) {
+		char self[32];
+		int rw;
+
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		rw = open(self, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (rw >= 0) {
+			close(fd);
+			fd = rw;
+		}
+	}
 	/* Files and disks do not block for long: give their readers plain blocking I/O. */
 	if ((S_ISREG(st->st_mode) || S_ISBLK(st->st_mode)) &&
 	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {

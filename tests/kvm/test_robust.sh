@@ -88,6 +88,17 @@ dropped=$(sed -n 's/^console: [0-9]* bytes written, \([0-9]*\) dropped$/\1/p' "$
 	fail "robust fifo-console-drops-counted" "dropped '$dropped'"
 run fifo-metrics-no-reader 60 run --kernel "$HELLO" --cmdline "exit=0" --console none --metrics "$T/fifo"
 [ "$rc" = 0 ] && pass "robust fifo-metrics-no-reader" || fail "robust fifo-metrics-no-reader" "status $rc: $(head -c 300 "$err")"
+# A metrics reader that takes one line and leaves: the next lines must not raise SIGPIPE
+# on the main thread (status 141); the guest runs to its end.
+mkfifo "$T/short"
+timeout 30 head -n 1 "$T/short" >"$T/short.got" &
+reader=$!
+sleep 0.2
+run fifo-metrics-reader-leaves 60 run --kernel "$COUNTER" --cmdline "limit=30 delay_ms=100" --console none \
+	--metrics "$T/short" --metrics-interval 1
+wait "$reader"
+[ "$rc" = 0 ] && grep -q "utc_timestamp_ms" "$T/short.got" && pass "robust fifo-metrics-reader-leaves" ||
+	fail "robust fifo-metrics-reader-leaves" "status $rc (141: SIGPIPE): $(head -c 300 "$err")"
 # With a reader, the metrics arrive as whole JSON lines.
 mkfifo "$T/mfifo"
 timeout 30 cat "$T/mfifo" >"$T/metrics.got" &

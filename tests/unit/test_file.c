@@ -154,6 +154,23 @@ static void test_fifo_output_without_reader(void **state)
 	close(fd);
 }
 
+/* A reader present at open that leaves later must not turn writes into SIGPIPE. */
+static void test_fifo_reader_leaves(void **state)
+{
+	struct fx *f = *state;
+	int rd, fd;
+
+	rd = open(f->fifo, O_RDONLY | O_NONBLOCK);
+	assert_true(rd >= 0);
+	fd = file_open(f->fifo, O_WRONLY, 0, FILE_FIFO, "console file", NULL, f->err, sizeof(f->err));
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+	close(rd);
+	/* Write-only, this would raise SIGPIPE and end the test binary. */
+	assert_int_equal(file_write_nb(fd, "after\n", 6, false), 6);
+	close(fd);
+}
+
 static void test_chardev_limit(void **state)
 {
 	struct fx *f = *state;
@@ -200,6 +217,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_directory_and_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nofollow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fifo_output_without_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fifo_reader_leaves, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chardev_limit, setup, teardown),
 	};
 
