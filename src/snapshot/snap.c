@@ -305,8 +305,10 @@ int snap_reader_open(struct snap_reader *r, const char *path, char *err, size_t 
 
 	memset(r, 0, sizeof(*r));
 	fd = file_open(path, O_RDONLY, 0, FILE_REG, "snapshot", &st, err, errlen);
-	if (fd == -EISDIR)
+	if (fd == -EISDIR) {
 		snprintf(err, errlen, "snapshot %s: is a directory, not a regular file", path);
+		return -EINVAL;
+	}
 	if (fd < 0)
 		return fd;
 	if ((uint64_t)st.st_size > SNAP_MAX_FILE) {
