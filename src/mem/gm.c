@@ -47,11 +47,29 @@ static void gm_check_shmem_thp(void)
 			 strstr(buf, "[never]") ? "never" : "deny");
 }
 
-/* The memory limit of kestrel's own cgroup (v2 memory.max or v1 limit_in_bytes); 0: none found. */
+/* Read a cgroup memory limit file; 0 when it says "max" or v1's near-2^63 "unlimited". */
+static uint64_t gm_read_limit(const char *path)
+{
+	unsigned long long v = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu", &v) != 1 || v >= (1ull << 60))
+		v = 0;
+	fclose(f);
+	return v;
+}
+
+/*
+ * The memory limit of kestrel's own cgroup (v2 memory.max, v1
+ * memory.limit_in_bytes); 0: none found. In a container the cgroup mount
+ * often shows only the tail of the path /proc/self/cgroup gives, so the
+ * path's leading components are dropped one by one until a file is found.
+ */
 static uint64_t gm_cgroup_limit(void)
 {
 	char line[512], path[768];
-	unsigned long long v = 0;
 	FILE *f = fopen("/proc/self/cgroup", "re");
 	uint64_t limit = 0;
 
@@ -60,7 +78,6 @@ static uint64_t gm_cgroup_limit(void)
 	while (!limit && fgets(line, sizeof(line), f)) {
 		const char *rel = NULL, *file = NULL, *base = NULL;
 		char *nl = strchr(line, '\n');
-		FILE *lf;
 
 		if (nl)
 			*nl = '\0';
@@ -70,20 +87,19 @@ static uint64_t gm_cgroup_limit(void)
 			rel = strstr(line, ":memory:") + 8, file = "memory.limit_in_bytes";
 			base = "/sys/fs/cgroup/memory";
 		}
-		if (!rel)
-			continue;
-		/* Inside a cgroup namespace the path may be "/": the mount shows our own group. */
-		snprintf(path, sizeof(path), "%s%s/%s", base, rel, file);
-		lf = fopen(path, "re");
-		if (!lf) {
-			snprintf(path, sizeof(path), "%s/%s", base, file);
-			lf = fopen(path, "re");
+		/* rel is "/a/b": try base/a/b, base/b, then base itself. */
+		for (const char *r = rel; r;) {
+			snprintf(path, sizeof(path), "%s%s/%s", base, r, file);
+			if (access(path, R_OK) == 0) {
+				limit = gm_read_limit(path);
+				break;   /* the nearest group found decides */
+			}
+			if (!*r)
+				break;
+			r = strchr(r + 1, '/');
+			if (!r)
+				r = "";
 		}
-		if (!lf)
-			continue;
-		if (fscanf(lf, "%llu", &v) == 1 && v < (1ull << 60))   /* "max" or v1's huge "unlimited" */
-			limit = v;
-		fclose(lf);
 	}
 	fclose(f);
 	return limit;

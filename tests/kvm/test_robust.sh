@@ -153,6 +153,29 @@ else
 	skip ram-over-host "this host has 1 TiB or more"
 fi
 
+# RAM beyond the memory limit of kestrel's cgroup: a warning at start (an OOM kill later says nothing).
+# A temporary cgroup v1 memory group, removed again; skipped where none can be made.
+CG=/sys/fs/cgroup/memory/kestrel-robust-$$
+if mkdir "$CG" 2>/dev/null; then
+	if echo $((128 << 20)) >"$CG/memory.limit_in_bytes" 2>/dev/null; then
+		timeout -k 5 30 sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
+			"$KESTREL" run --kernel "$HELLO" --cmdline "exit=0" --memory 256M >"$T/cg.out" 2>"$T/cg.err" </dev/null
+		rc=$?
+		[ "$rc" = 0 ] && grep -q "exceeds the memory limit of kestrel's cgroup (128 MiB)" "$T/cg.err" &&
+			pass "robust ram-over-cgroup-warns" || fail "robust ram-over-cgroup-warns" "status $rc: $(head -c 300 "$T/cg.err")"
+		timeout -k 5 30 sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
+			"$KESTREL" run --kernel "$HELLO" --cmdline "exit=0" --memory 64M >"$T/cg.out" 2>"$T/cg.err" </dev/null
+		rc=$?
+		[ "$rc" = 0 ] && ! grep -q "cgroup" "$T/cg.err" && pass "robust ram-under-cgroup-quiet" ||
+			fail "robust ram-under-cgroup-quiet" "status $rc: $(head -c 300 "$T/cg.err")"
+	else
+		skip robust-ram-over-cgroup "cannot set a memory limit on $CG"
+	fi
+	rmdir "$CG" 2>/dev/null || sleep 1; rmdir "$CG" 2>/dev/null
+else
+	skip robust-ram-over-cgroup "cannot create a cgroup v1 memory group here"
+fi
+
 "$KESTREL" --help >"$T/help" 2>&1
 check "robust help-lists-new-options" grep -q -e "--console-limit SIZE" "$T/help"
 check "robust help-lists-overcommit" grep -q -e "--mem-overcommit" "$T/help"
