@@ -44,8 +44,9 @@ static void chardev_fd_write(struct chardev *cd, const uint8_t *buf, size_t len)
 			n += (size_t)w;
 		}
 	}
-	cd->bytes_out += n;
-	cd->bytes_dropped += len - n;
+	/* Read by the metrics on the main thread while vCPUs write. */
+	__atomic_fetch_add(&cd->bytes_out, (uint64_t)n, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&cd->bytes_dropped, (uint64_t)(len - n), __ATOMIC_RELAXED);
 	if (room < len && !cd->limited)
 		chardev_limit_reached(cd);
 }

@@ -95,7 +95,8 @@ void metrics_write(struct machine *m, FILE *out)
 			(unsigned long long)st.rx_dropped, (unsigned long long)st.tx_dropped);
 	}
 	fprintf(out, "},\"console\":{\"bytes_out\":%llu,\"bytes_dropped\":%llu},\"metrics\":{\"lines_dropped\":%llu}}\n",
-		(unsigned long long)m->console.bytes_out, (unsigned long long)m->console.bytes_dropped,
+		(unsigned long long)__atomic_load_n(&m->console.bytes_out, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&m->console.bytes_dropped, __ATOMIC_RELAXED),
 		(unsigned long long)m->metrics_dropped);
 	fflush(out);
 }
