@@ -214,13 +214,18 @@ fi
 
 # ---- guest RAM beyond host memory plus swap: 400 -------------------------
 
-start bigmem || exit 1
-boot_counter "delay_ms=5"
-api PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 1048576}'
-expect bigmem-machine-config 204
-api PUT /actions '{"action_type": "InstanceStart"}'
-expect bigmem-start-refused 400 "exceeds this host's memory plus swap"
-answers bigmem
-sigterm bigmem
+host_mib=$(awk '/^MemTotal:/ { m = $2 } /^SwapTotal:/ { s = $2 } END { print int((m + s) / 1024) }' /proc/meminfo)
+if [ "$host_mib" -ge 1048576 ]; then
+	skip robust-bigmem "this host has 1 TiB or more"
+else
+	start bigmem || exit 1
+	boot_counter "delay_ms=5"
+	api PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 1048576}'
+	expect bigmem-machine-config 204
+	api PUT /actions '{"action_type": "InstanceStart"}'
+	expect bigmem-start-refused 400 "exceeds this host's memory plus swap"
+	answers bigmem
+	sigterm bigmem
+fi
 
 [ "$CHECK_FAILS" = 0 ]
