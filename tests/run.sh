@@ -79,9 +79,11 @@ section "KVM tests (freestanding guests)"
 stage kvm env BUILD="$root/$BUILD" KESTREL_ASAN="$root/$ASAN_BUILD/kestrel" tests/kvm/test_guests.sh
 stage kvm-vmstate env BUILD="$root/$BUILD" KESTREL="$root/$BUILD/kestrel" tests/kvm/test_vmstate.sh
 stage kvm-snapshot env BUILD="$root/$BUILD" tests/kvm/test_snapshot.sh
+stage kvm-robust env BUILD="$root/$BUILD" tests/kvm/test_robust.sh
 
 section "API tests (control API over the Unix socket)"
 stage api env BUILD="$root/$BUILD" tests/api/api.sh
+stage api-robust env BUILD="$root/$BUILD" tests/api/robust.sh
 
 section "end-to-end tests (stock Linux in the nested test bed)"
 # The nested test bed runs two levels of emulation on two cores; a test-bed

@@ -20,10 +20,21 @@ struct chardev {
 	int out_fd;             /* -1: discard */
 	int in_fd;              /* -1: no input */
 	int owns_out;
+	int nonblock;           /* out_fd is a FIFO or terminal: never wait for its reader */
+	int limited;            /* the limit marker line has been written */
+	uint64_t limit;         /* most guest bytes written to a file:PATH; 0: no limit */
 	uint64_t bytes_out, bytes_in;
+	uint64_t bytes_dropped; /* over the limit, or refused by a slow reader */
 };
 
-/* "stdio", "file:PATH" or "none". 0 or -errno; err gets a one-line reason. */
+/* A guest must not fill the host's disk through its console file. */
+#define CHARDEV_DEFAULT_LIMIT (64ull << 20)
+
+/*
+ * "stdio", "file:PATH" or "none". 0 or -errno; err gets a one-line reason.
+ * file:PATH may name a regular file (capped at `limit` bytes, default
+ * CHARDEV_DEFAULT_LIMIT), a FIFO or a terminal (written without blocking).
+ */
 int chardev_open(struct chardev *cd, const char *spec, char *err, size_t errlen);
 void chardev_close(struct chardev *cd);
 

@@ -6,6 +6,7 @@
 #include "boot/boot.h"
 #include "boot/boot_priv.h"
 #include "mem/layout.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -167,25 +168,9 @@ int boot_initrd_open(const struct guest_mem *gm, const struct boot_config *cfg,
 	if (!cfg->initrd_path)
 		return 0;
 
-	fd = open(cfg->initrd_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		return boot_errf(err, errlen, rc, "initrd %s: %s", cfg->initrd_path, strerror(-rc));
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		boot_errf(err, errlen, rc, "initrd %s: %s", cfg->initrd_path, strerror(-rc));
-		goto err_close;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		rc = boot_errf(err, errlen, -EISDIR, "initrd %s: is a directory", cfg->initrd_path);
-		goto err_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = boot_errf(err, errlen, -EINVAL, "initrd %s: not a regular file",
-			       cfg->initrd_path);
-		goto err_close;
-	}
+	fd = file_open(cfg->initrd_path, O_RDONLY, 0, FILE_REG, "initrd", &st, err, errlen);
+	if (fd < 0)
+		return fd;
 	if (st.st_size == 0) {
 		rc = boot_errf(err, errlen, -EINVAL, "initrd %s: empty file", cfg->initrd_path);
 		goto err_close;
@@ -284,24 +269,9 @@ static int kernel_read(const struct guest_mem *gm, const char *path, uint8_t **i
 	size_t size, done = 0;
 	int fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		return boot_errf(err, errlen, rc, "kernel %s: %s", path, strerror(-rc));
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		boot_errf(err, errlen, rc, "kernel %s: %s", path, strerror(-rc));
-		goto out;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		rc = boot_errf(err, errlen, -EISDIR, "kernel %s: is a directory", path);
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = boot_errf(err, errlen, -EINVAL, "kernel %s: not a regular file", path);
-		goto out;
-	}
+	fd = file_open(path, O_RDONLY, 0, FILE_REG, "kernel", &st, err, errlen);
+	if (fd < 0)
+		return fd;
 	if (st.st_size == 0) {
 		rc = boot_errf(err, errlen, -ENOEXEC, "kernel %s: empty file", path);
 		goto out;

@@ -3,6 +3,7 @@
 #include "api/api_client.h"
 #include "api/fc.h"
 #include "core/vm.h"
+#include "util/file.h"
 #include "util/log.h"
 #include "vmm/vmm.h"
 
@@ -35,7 +36,10 @@ static const char usage_text[] =
 	"  --cpus N             number of vCPUs, 1..32 (default 1)\n"
 	"  --memory SIZE        guest RAM, e.g. 512M or 2G; a plain number is MiB (default 256M)\n"
 	"  --console SPEC       the console: stdio (default, on COM1), file:PATH, none, or\n"
-	"                       virtio (stdio on a virtio-console, hvc0 in the guest)\n"
+	"                       virtio (stdio on a virtio-console, hvc0 in the guest);\n"
+	"                       file:PATH may be a FIFO (written without blocking)\n"
+	"  --console-limit SIZE most guest output written to a file: console (default\n"
+	"                       64M, then one marker line; 0: no limit)\n"
 	"  --disk PATH[,ro][,direct][,engine=uring|sync][,queues=N][,serial=S]\n"
 	"                       a virtio-blk disk backed by a raw image (repeatable)\n"
 	"  --net tap=NAME[,mac=M] | user[,hostfwd=tcp::HOSTPORT-:GUESTPORT][,mac=M]\n"
@@ -47,7 +51,9 @@ static const char usage_text[] =
 	"                       with virtio_mmio.device= support, which kestrel passes)\n"
 	"  --pin vcpu=LIST[,io=LIST]  pin vCPU threads and I/O threads to host CPUs,\n"
 	"                       LIST like 0-1 or 0,2 (round robin)\n"
-	"  --hugepages          back guest RAM with hugetlbfs pages (default: THP)\n"
+	"  --hugepages          back guest RAM with hugetlbfs pages (default: THP), all\n"
+	"                       reserved at start from /proc/sys/vm/nr_hugepages\n"
+	"  --mem-overcommit     accept --memory beyond the host's memory plus swap\n"
 	"  --stats              print exits per vCPU and device accesses when the VM ends\n"
 	"  --metrics PATH       write counters as one JSON object per line to PATH, every\n"
 	"                       --metrics-interval SECS (default 60) and at exit\n"
@@ -120,7 +126,8 @@ static int parse_uint(const char *s, unsigned *out)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_HUGEPAGES,
-       OPT_STATS, OPT_IGNORE_HOST, OPT_KVM, OPT_RNG, OPT_TRANSPORT, OPT_PIN, OPT_DISK, OPT_NET, OPT_METRICS, OPT_METRICS_INTERVAL };
+       OPT_STATS, OPT_IGNORE_HOST, OPT_KVM, OPT_RNG, OPT_TRANSPORT, OPT_PIN, OPT_DISK, OPT_NET, OPT_METRICS, OPT_METRICS_INTERVAL,
+       OPT_MEM_OVERCOMMIT, OPT_CONSOLE_LIMIT };
 
 /* "0-3,6" -> cpus[]; 0 or -EINVAL. */
 int cli_parse_cpulist(const char *s, int *cpus, unsigned max, unsigned *n)
@@ -203,6 +210,8 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "hugepages", no_argument, NULL, OPT_HUGEPAGES },
+		{ "mem-overcommit", no_argument, NULL, OPT_MEM_OVERCOMMIT },
+		{ "console-limit", required_argument, NULL, OPT_CONSOLE_LIMIT },
 		{ "stats", no_argument, NULL, OPT_STATS },
 		{ "ignore-host-check", no_argument, NULL, OPT_IGNORE_HOST },
 		{ "kvm", required_argument, NULL, OPT_KVM },
@@ -295,6 +304,16 @@ int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, 
 			}
 			break;
 		case OPT_HUGEPAGES: cfg->hugepages = true; break;
+		case OPT_MEM_OVERCOMMIT: cfg->mem_overcommit = true; break;
+		case OPT_CONSOLE_LIMIT:
+			if (cli_parse_size(optarg, &cfg->console_limit)) {
+				snprintf(err, errlen, "--console-limit: '%s' is not a size (e.g. 64M; 0 for none)",
+					 optarg);
+				return CLI_EXIT_USAGE;
+			}
+			if (!cfg->console_limit)
+				cfg->console_limit = UINT64_MAX;
+			break;
 		case OPT_STATS: cfg->stats = true; break;
 		case OPT_IGNORE_HOST: cfg->ignore_host_check = true; break;
 		case OPT_KVM: cfg->kvm_path = optarg; break;
@@ -355,17 +374,9 @@ static int cli_read_config(const char *path, char **out, size_t *len, char *err,
 	ssize_t r;
 	int fd, e;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "--config-file '%s': %s", path, strerror(-e));
-		return e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "--config-file '%s': not a regular file", path);
-		e = -EINVAL;
-		goto out;
-	}
+	fd = file_open(path, O_RDONLY, 0, FILE_REG, "--config-file", &st, err, errlen);
+	if (fd < 0)
+		return fd;
 	if (st.st_size > FC_BODY_MAX) {
 		snprintf(err, errlen, "--config-file '%s': larger than %d bytes", path, FC_BODY_MAX);
 		e = -EFBIG;

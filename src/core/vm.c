@@ -101,6 +101,9 @@ int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus,
 		snprintf(err, errlen, "eventfd: %s", strerror(-e));
 		goto err_destroy;
 	}
+	e = gm_check_host(ram_size, gm_flags, err, errlen);
+	if (e < 0)
+		goto err_destroy;
 	if (mem_file) {
 		e = gm_init_file(&vm->gm, ram_size, mem_file, err, errlen);
 		if (e < 0)
@@ -109,9 +112,19 @@ int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus,
 		e = gm_init(&vm->gm, ram_size, gm_flags);
 	}
 	if (e < 0) {
-		snprintf(err, errlen, "cannot allocate %llu MiB of guest memory%s: %s",
-			 (unsigned long long)(ram_size >> 20),
-			 (gm_flags & GM_HUGEPAGES) ? " from hugetlbfs" : "", strerror(-e));
+		uint64_t hp_free, hp_kib;
+
+		if ((gm_flags & GM_HUGEPAGES) && e == -ENOMEM && gm_hugepages_free(&hp_free, &hp_kib) == 0)
+			snprintf(err, errlen, "cannot reserve %llu MiB of guest memory from hugetlbfs: the host's "
+				 "huge-page pool has %llu free %llu KiB pages, %llu are needed "
+				 "(raise /proc/sys/vm/nr_hugepages, or run without huge pages)",
+				 (unsigned long long)(ram_size >> 20), (unsigned long long)hp_free,
+				 (unsigned long long)hp_kib,
+				 (unsigned long long)(hp_kib ? (ram_size >> 10) / hp_kib : 0));
+		else
+			snprintf(err, errlen, "cannot allocate %llu MiB of guest memory%s: %s",
+				 (unsigned long long)(ram_size >> 20),
+				 (gm_flags & GM_HUGEPAGES) ? " from hugetlbfs" : "", strerror(-e));
 		goto err_destroy;
 	}
 	e = kvm_ioctl(kvm->fd, KVM_CREATE_VM, 0);

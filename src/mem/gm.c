@@ -1,5 +1,6 @@
 #include "mem/gm.h"
 #include "mem/layout.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #ifndef MFD_HUGETLB
@@ -45,6 +47,109 @@ static void gm_check_shmem_thp(void)
 			 strstr(buf, "[never]") ? "never" : "deny");
 }
 
+/* Read a cgroup memory limit file; 0 when it says "max" or v1's near-2^63 "unlimited". */
+static uint64_t gm_read_limit(const char *path)
+{
+	unsigned long long v = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu", &v) != 1 || v >= (1ull << 60))
+		v = 0;
+	fclose(f);
+	return v;
+}
+
+/*
+ * The memory limit of kestrel's own cgroup (v2 memory.max, v1
+ * memory.limit_in_bytes); 0: none found. In a container the cgroup mount
+ * often shows only the tail of the path /proc/self/cgroup gives, so the
+ * path's leading components are dropped one by one until a file is found.
+ */
+static uint64_t gm_cgroup_limit(void)
+{
+	char line[512], path[768];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	uint64_t limit = 0;
+
+	if (!f)
+		return 0;
+	while (!limit && fgets(line, sizeof(line), f)) {
+		const char *rel = NULL, *file = NULL, *base = NULL;
+		char *nl = strchr(line, '\n');
+
+		if (nl)
+			*nl = '\0';
+		if (!strncmp(line, "0::", 3)) {
+			rel = line + 3, file = "memory.max", base = "/sys/fs/cgroup";
+		} else if (strstr(line, ":memory:")) {
+			rel = strstr(line, ":memory:") + 8, file = "memory.limit_in_bytes";
+			base = "/sys/fs/cgroup/memory";
+		}
+		/* rel is "/a/b": try base/a/b, base/b, then base itself. */
+		for (const char *r = rel; r;) {
+			snprintf(path, sizeof(path), "%s%s/%s", base, r, file);
+			if (access(path, R_OK) == 0) {
+				limit = gm_read_limit(path);
+				break;   /* the nearest group found decides */
+			}
+			if (!*r)
+				break;
+			r = strchr(r + 1, '/');
+			if (!r)
+				r = "";
+		}
+	}
+	fclose(f);
+	return limit;
+}
+
+int gm_check_host(uint64_t ram_size, unsigned flags, char *err, size_t errlen)
+{
+	struct sysinfo si;
+	uint64_t host, cg;
+
+	if (sysinfo(&si) == 0) {
+		host = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+		if (ram_size > host && !(flags & GM_OVERCOMMIT)) {
+			snprintf(err, errlen,
+				 "guest RAM of %llu MiB exceeds this host's memory plus swap (%llu MiB); the guest "
+				 "would be killed when it uses it (--mem-overcommit starts it anyway)",
+				 (unsigned long long)(ram_size >> 20), (unsigned long long)(host >> 20));
+			return -ENOMEM;
+		}
+	}
+	cg = gm_cgroup_limit();
+	if (cg && ram_size > cg)
+		log_warn("mem", "guest RAM of %llu MiB exceeds the memory limit of kestrel's cgroup (%llu MiB): "
+			 "if the guest uses it all, the kernel OOM-kills kestrel (exit by SIGKILL, status 137)",
+			 (unsigned long long)(ram_size >> 20), (unsigned long long)(cg >> 20));
+	return 0;
+}
+
+int gm_hugepages_free(uint64_t *free_pages, uint64_t *page_kib)
+{
+	char line[128];
+	unsigned long long v;
+	int found = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "HugePages_Free: %llu", &v) == 1) {
+			*free_pages = v;
+			found |= 1;
+		} else if (sscanf(line, "Hugepagesize: %llu kB", &v) == 1) {
+			*page_kib = v;
+			found |= 2;
+		}
+	}
+	fclose(f);
+	return found == 3 ? 0 : -ENOENT;
+}
+
 int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags)
 {
 	unsigned mfd_flags = MFD_CLOEXEC;
@@ -68,7 +173,14 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags)
 		err = -errno;
 		goto err_close;
 	}
-	map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	/*
+	 * hugetlb pages come from a fixed host pool: without MAP_NORESERVE the
+	 * mmap reserves them all now and fails with ENOMEM when the pool is short,
+	 * instead of a SIGBUS at the guest's first touch of a page that is not
+	 * there. Small pages stay lazily allocated (memory overcommit applies).
+	 */
+	map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+		   MAP_SHARED | ((flags & GM_HUGEPAGES) ? 0 : MAP_NORESERVE), fd, 0);
 	if (map == MAP_FAILED) {
 		err = -errno;
 		goto err_close;
@@ -108,17 +220,9 @@ int gm_init_file(struct guest_mem *gm, uint64_t ram_size, const char *path, char
 		snprintf(err, errlen, "memory file %s: bad RAM size", path);
 		return -EINVAL;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "memory file %s: %s", path, strerror(-e));
-		return e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "memory file %s: not a regular file", path);
-		close(fd);
-		return -EINVAL;
-	}
+	fd = file_open(path, O_RDONLY, 0, FILE_REG, "memory file", &st, err, errlen);
+	if (fd < 0)
+		return fd;
 	if ((uint64_t)st.st_size != ram_size) {
 		snprintf(err, errlen, "memory file %s is %llu bytes; the snapshot's guest has %llu bytes of RAM",
 			 path, (unsigned long long)st.st_size, (unsigned long long)ram_size);

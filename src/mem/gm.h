@@ -39,6 +39,7 @@ struct guest_mem {
 enum gm_flags {
 	GM_HUGEPAGES = 1u << 0,  /* back with hugetlbfs pages instead of THP */
 	GM_NO_THP    = 1u << 1,
+	GM_OVERCOMMIT = 1u << 2, /* accept more RAM than the host has (memory plus swap) */
 };
 
 /*
@@ -46,6 +47,15 @@ enum gm_flags {
  * hole at LAYOUT_MMIO32_START. Returns 0 or -errno.
  */
 int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags);
+/*
+ * Guest RAM is allocated lazily, so an impossible size would only show when
+ * the guest touches it, as an OOM kill. Refuse (-ENOMEM, reason in err) RAM
+ * beyond the host's memory plus swap unless flags has GM_OVERCOMMIT; warn
+ * when it exceeds the memory limit of kestrel's cgroup.
+ */
+int gm_check_host(uint64_t ram_size, unsigned flags, char *err, size_t errlen);
+/* The host's free hugetlb pages of the default size, from /proc/meminfo. 0 or -errno. */
+int gm_hugepages_free(uint64_t *free_pages, uint64_t *page_kib);
 void gm_exit(struct guest_mem *gm);
 
 /*

@@ -1,5 +1,6 @@
 #include "snapshot/snap.h"
 #include "util/crc32.h"
+#include "util/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -171,12 +172,11 @@ int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t 
 		snprintf(err, errlen, "snapshot path too long");
 		return -ENAMETOOLONG;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "snapshot %s: %s", tmp, strerror(-e));
-		return e;
-	}
+	/* A FIFO or a symlink planted at PATH.tmp must not block or redirect the write. */
+	fd = file_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, FILE_REG, "snapshot", NULL,
+		       err, errlen);
+	if (fd < 0)
+		return fd;
 	e = write_all(fd, w->buf, w->len);
 	if (!e && fsync(fd) < 0)
 		e = -errno;
@@ -304,17 +304,13 @@ int snap_reader_open(struct snap_reader *r, const char *path, char *err, size_t 
 	char why[256];
 
 	memset(r, 0, sizeof(*r));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "snapshot %s: %s", path, strerror(-e));
-		return e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "snapshot %s: not a regular file", path);
-		close(fd);
+	fd = file_open(path, O_RDONLY, 0, FILE_REG, "snapshot", &st, err, errlen);
+	if (fd == -EISDIR) {
+		snprintf(err, errlen, "snapshot %s: is a directory, not a regular file", path);
 		return -EINVAL;
 	}
+	if (fd < 0)
+		return fd;
 	if ((uint64_t)st.st_size > SNAP_MAX_FILE) {
 		snprintf(err, errlen, "snapshot %s: %lld bytes is too large for a state file", path,
 			 (long long)st.st_size);

@@ -328,16 +328,19 @@ struct machine *machine_new(const struct machine_config *cfg, struct loop *loop,
 	}
 	cfg = &m->cfg;
 	m->loop = loop;
-	m->drain_fd = m->metrics_timer = -1;
+	m->drain_fd = m->metrics_timer = m->metrics_fd = -1;
 	e = chardev_open(&m->console, cfg->console, err, errlen);
 	if (e < 0)
 		goto err_free;
 	m->console_open = true;
+	if (cfg->console_limit && m->console.limit)   /* only a regular file has a limit */
+		m->console.limit = cfg->console_limit == UINT64_MAX ? 0 : cfg->console_limit;
 	e = kvm_open(&m->kvm, cfg->kvm_path, err, errlen);
 	if (e < 0)
 		goto err_free;
 	m->kvm_open = true;
-	e = vm_create(&m->vm, &m->kvm, cfg->mem_size, cfg->cpus, cfg->hugepages ? GM_HUGEPAGES : 0,
+	e = vm_create(&m->vm, &m->kvm, cfg->mem_size, cfg->cpus, (cfg->hugepages ? GM_HUGEPAGES : 0) |
+		      (cfg->mem_overcommit ? GM_OVERCOMMIT : 0),
 		      mem_file, err, errlen);
 	if (e < 0)
 		goto err_free;
@@ -433,6 +436,8 @@ int machine_finish(struct machine *m)
 	if (m->cfg.stats) {
 		vm_print_stats(&m->vm, stderr);
 		machine_print_virtio_stats(m, stderr);
+		fprintf(stderr, "console: %llu bytes written, %llu dropped\n",
+			(unsigned long long)m->console.bytes_out, (unsigned long long)m->console.bytes_dropped);
 	}
 	log_info("main", "VM stopped (reason %d), exit status %d", m->vm.stop_reason, status);
 	return status;
@@ -477,12 +482,11 @@ int machine_set_metrics(struct machine *m, const char *path, char *err, size_t e
 
 int machine_flush_metrics(struct machine *m, char *err, size_t errlen)
 {
-	if (!m->metrics_out) {
+	if (m->metrics_fd < 0) {
 		snprintf(err, errlen, "no metrics destination: PUT /metrics first");
 		return -EINVAL;
 	}
-	metrics_write(m, m->metrics_out);
-	fflush(m->metrics_out);
+	metrics_flush(m);
 	return 0;
 }
 

@@ -50,6 +50,8 @@ struct machine_config {
 	uint64_t mem_size;
 	const char *console;        /* stdio | file:PATH | none */
 	bool hugepages;
+	bool mem_overcommit;        /* --mem-overcommit: allow RAM beyond host memory plus swap */
+	uint64_t console_limit;     /* --console-limit: bytes for a file: console; 0 default, UINT64_MAX none */
 	bool stats;
 	const char *metrics_path;   /* --metrics PATH */
 	unsigned metrics_interval;  /* seconds */

@@ -74,8 +74,9 @@ struct machine {
 	struct machine_nic nics[MACHINE_MAX_NICS];
 	unsigned nnics;
 	/* --metrics */
-	FILE *metrics_out;
+	int metrics_fd;
 	int metrics_timer;
+	uint64_t metrics_dropped;   /* lines a FIFO reader had no room for */
 
 	/* kernel command line with the virtio-mmio device list appended */
 	char *cmdline;

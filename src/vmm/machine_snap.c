@@ -20,6 +20,7 @@
 
 #include "machine_priv.h"
 #include "snapshot/snap.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #define PAGE 4096ull
@@ -316,12 +317,9 @@ static int mem_write_diff_file(struct machine *m, const char *path, const uint64
 	uint64_t pages = 0;
 	int fd, e = 0;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "memory file %s: %s", path, strerror(-e));
-		return e;
-	}
+	fd = file_open(path, O_WRONLY | O_CREAT, 0600, FILE_REG, "memory file", NULL, err, errlen);
+	if (fd < 0)
+		return fd;
 	if (ftruncate(fd, (off_t)m->vm.gm.ram_size) < 0)
 		e = -errno;
 	e = e ?: mem_write_diff(m, fd, bm, &pages);
@@ -340,12 +338,10 @@ static int mem_write_full_file(struct machine *m, const char *tmp, char *err, si
 {
 	int fd, e = 0;
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		e = -errno;
-		snprintf(err, errlen, "memory file %s: %s", tmp, strerror(-e));
-		return e;
-	}
+	fd = file_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, FILE_REG, "memory file", NULL,
+		       err, errlen);
+	if (fd < 0)
+		return fd;
 	if (ftruncate(fd, (off_t)m->vm.gm.ram_size) < 0)
 		e = -errno;
 	e = e ?: mem_write_full(m, fd);

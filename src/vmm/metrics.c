@@ -4,7 +4,9 @@
  * Counters are cumulative since start; a reader takes differences.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
@@ -14,6 +16,7 @@
 #include "devices/e1000.h"
 #include "machine_priv.h"
 #include "metrics.h"
+#include "util/file.h"
 
 struct metrics_ctx {
 	FILE *out;
@@ -91,8 +94,31 @@ void metrics_write(struct machine *m, FILE *out)
 			(unsigned long long)st.tx_packets, (unsigned long long)st.tx_bytes,
 			(unsigned long long)st.rx_dropped, (unsigned long long)st.tx_dropped);
 	}
-	fprintf(out, "}}\n");
+	fprintf(out, "},\"console\":{\"bytes_out\":%llu,\"bytes_dropped\":%llu},\"metrics\":{\"lines_dropped\":%llu}}\n",
+		(unsigned long long)__atomic_load_n(&m->console.bytes_out, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&m->console.bytes_dropped, __ATOMIC_RELAXED),
+		(unsigned long long)m->metrics_dropped);
 	fflush(out);
+}
+
+void metrics_flush(struct machine *m)
+{
+	char *line = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (m->metrics_fd < 0)
+		return;
+	/* One write per line: a FIFO reader gets whole lines or none. */
+	f = open_memstream(&line, &len);
+	if (!f) {
+		m->metrics_dropped++;
+		return;
+	}
+	metrics_write(m, f);
+	if (fclose(f) != 0 || file_write_nb(m->metrics_fd, line, len, true) != len)
+		m->metrics_dropped++;
+	free(line);
 }
 
 static void metrics_tick(void *opaque, uint32_t events)
@@ -101,7 +127,7 @@ static void metrics_tick(void *opaque, uint32_t events)
 	uint64_t expirations;
 
 	if (read(m->metrics_timer, &expirations, sizeof(expirations)) > 0)
-		metrics_write(m, m->metrics_out);
+		metrics_flush(m);
 }
 
 int metrics_start(struct machine *m, const char *path, unsigned interval_s, char *err, size_t errlen)
@@ -109,12 +135,14 @@ int metrics_start(struct machine *m, const char *path, unsigned interval_s, char
 	struct itimerspec its = { .it_interval = { interval_s, 0 }, .it_value = { interval_s, 0 } };
 	int e;
 
-	m->metrics_out = fopen(path, "we");
-	if (!m->metrics_out) {
-		e = -errno;
-		snprintf(err, errlen, "metrics file %s: %s", path, strerror(errno));
+	/* Firecracker's metrics may go to a FIFO: it is written without blocking, and lines a slow
+	 * reader has no room for are dropped and counted (metrics.lines_dropped). */
+	e = file_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644, FILE_REG | FILE_FIFO | FILE_CHR, "metrics file",
+		      NULL, err, errlen);
+	if (e < 0)
 		return e;
-	}
+	m->metrics_fd = e;
+	m->metrics_dropped = 0;
 	m->metrics_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (m->metrics_timer < 0 || timerfd_settime(m->metrics_timer, 0, &its, NULL) < 0 ||
 	    loop_add(m->loop, m->metrics_timer, EPOLLIN, metrics_tick, m) < 0) {
@@ -126,10 +154,10 @@ int metrics_start(struct machine *m, const char *path, unsigned interval_s, char
 
 void metrics_stop(struct machine *m)
 {
-	if (m->metrics_out) {
-		metrics_write(m, m->metrics_out);
-		fclose(m->metrics_out);
-		m->metrics_out = NULL;
+	if (m->metrics_fd >= 0) {
+		metrics_flush(m);
+		close(m->metrics_fd);
+		m->metrics_fd = -1;
 	}
 	if (m->metrics_timer >= 0) {
 		loop_del(m->loop, m->metrics_timer);

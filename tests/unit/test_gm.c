@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
 #include <cmocka.h>
 
 #include "mem/gm.h"
@@ -70,12 +72,53 @@ static void test_small_and_bad_sizes(void **state)
 	assert_int_equal(gm_init(&gm, (16ull << 20) + 4096, GM_HUGEPAGES), -EINVAL);
 }
 
+/* A short huge-page pool fails at creation (ENOMEM), not with SIGBUS at the first touch. */
+static void test_hugepages_reserved_up_front(void **state)
+{
+	uint64_t free_pages, page_kib, size;
+	struct guest_mem gm;
+	int e;
+
+	if (gm_hugepages_free(&free_pages, &page_kib) < 0 || page_kib != 2048) {
+		skip();
+		return;
+	}
+	size = (free_pages + 1) * MiB(2);   /* one page more than the pool has */
+	e = gm_init(&gm, size, GM_HUGEPAGES);
+	if (e == 0) {
+		/* Only if pages were freed meanwhile; then all of them must be there. */
+		for (uint64_t off = 0; off < size; off += MiB(2))
+			((volatile uint8_t *)gm.mapping)[off] = 1;
+		gm_exit(&gm);
+		return;
+	}
+	assert_int_equal(e, -ENOMEM);
+}
+
+static void test_ram_beyond_host(void **state)
+{
+	struct sysinfo si;
+	char err[256];
+
+	if (sysinfo(&si) < 0 || ((uint64_t)si.totalram + si.totalswap) * si.mem_unit >= GiB(1024)) {
+		skip();   /* a host with 1 TiB or more can give it */
+		return;
+	}
+	assert_int_equal(gm_check_host(GiB(1024), 0, err, sizeof(err)), -ENOMEM);
+	assert_non_null(strstr(err, "exceeds this host's memory plus swap"));
+	assert_non_null(strstr(err, "--mem-overcommit"));
+	assert_int_equal(gm_check_host(GiB(1024), GM_OVERCOMMIT, err, sizeof(err)), 0);
+	assert_int_equal(gm_check_host(MiB(64), 0, err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fake_bounds),
 		cmocka_unit_test(test_memfd_split_around_hole),
 		cmocka_unit_test(test_small_and_bad_sizes),
+		cmocka_unit_test(test_hugepages_reserved_up_front),
+		cmocka_unit_test(test_ram_beyond_host),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
