@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Build: compiler, Meson/Ninja, libraries (libmicrohttpd and libcurl: headers to
 # build, the libraries are dlopen()ed by the API server and client; libssl-dev
-# for libcrypto's SHA-256 of snapshot memory files). Test:
+# for libcrypto's SHA-256 of snapshot memory files, also dlopen()ed). Test:
 # cmocka, clang + libFuzzer, QEMU (test bed and benchmark peer), busybox and
 # cpio (initramfs images), curl (API tests).
 PKGS=(

@@ -9,9 +9,11 @@
 #include "util/crc32.h"
 #include "util/log.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,20 +193,70 @@ static bool page_is_zero(const uint8_t *p)
 	return memcmp(p, zero, PAGE) == 0;
 }
 
+/*
+ * SHA-256 comes from libcrypto, opened on first use rather than linked: only
+ * a process that writes or checks a snapshot needs it, and linking it cost
+ * every kestrel process 1.3 MiB more RSS at start (4.5 MiB → 5.8 MiB for an
+ * idle --api-sock, measured). Written once under pthread_once.
+ */
+static struct {
+	bool ok;
+	__typeof__(EVP_MD_CTX_new) *ctx_new;
+	__typeof__(EVP_MD_CTX_free) *ctx_free;
+	__typeof__(EVP_sha256) *sha256;
+	__typeof__(EVP_DigestInit_ex) *init;
+	__typeof__(EVP_DigestUpdate) *update;
+	__typeof__(EVP_DigestFinal_ex) *final;
+} crypto;
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+
+static void memfile_crypto_load(void)
+{
+	void *h = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+	struct { const char *name; void **slot; } syms[] = {
+		{ "EVP_MD_CTX_new", (void **)&crypto.ctx_new },
+		{ "EVP_MD_CTX_free", (void **)&crypto.ctx_free },
+		{ "EVP_sha256", (void **)&crypto.sha256 },
+		{ "EVP_DigestInit_ex", (void **)&crypto.init },
+		{ "EVP_DigestUpdate", (void **)&crypto.update },
+		{ "EVP_DigestFinal_ex", (void **)&crypto.final },
+	};
+
+	if (!h) {
+		log_err("snapshot", "cannot load libcrypto.so.3 for memory file digests (Debian: apt-get install "
+			"libssl3): %s", dlerror());
+		return;
+	}
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		*syms[i].slot = dlsym(h, syms[i].name);
+		if (!*syms[i].slot) {
+			log_err("snapshot", "libcrypto.so.3 lacks %s", syms[i].name);
+			return;
+		}
+	}
+	/* The handle stays open for the life of the process. */
+	crypto.ok = true;
+}
+
 int memfile_digest(int fd, uint64_t ram_size, uint8_t digest[MEMFILE_DIGEST_LEN], uint64_t *pages)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	uint8_t *buf = malloc(DIGEST_CHUNK), le[8];
+	EVP_MD_CTX *ctx;
+	uint8_t *buf, le[8];
 	uint64_t next = 0, n = 0;   /* the first byte not yet hashed; pages hashed */
 	unsigned dlen = 0;
 	int e = 0;
 
-	if (!ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+	pthread_once(&crypto_once, memfile_crypto_load);
+	if (!crypto.ok)
+		return -ELIBACC;
+	ctx = crypto.ctx_new();
+	buf = malloc(DIGEST_CHUNK);
+	if (!ctx || !buf || !crypto.init(ctx, crypto.sha256(), NULL)) {
 		e = -ENOMEM;
 		goto out;
 	}
 	le_put(le, ram_size, 8);
-	EVP_DigestUpdate(ctx, le, 8);
+	crypto.update(ctx, le, 8);
 	while (next < ram_size) {
 		off_t data = lseek(fd, (off_t)next, SEEK_DATA), hole;
 		uint64_t a, b;
@@ -237,20 +289,20 @@ int memfile_digest(int fd, uint64_t ram_size, uint8_t digest[MEMFILE_DIGEST_LEN]
 				if (page_is_zero(buf + o))
 					continue;
 				le_put(le, (a + o) / PAGE, 8);
-				EVP_DigestUpdate(ctx, le, 8);
-				EVP_DigestUpdate(ctx, buf + o, PAGE);
+				crypto.update(ctx, le, 8);
+				crypto.update(ctx, buf + o, PAGE);
 				n++;
 			}
 			a += len;
 		}
 		next = b;
 	}
-	if (!EVP_DigestFinal_ex(ctx, digest, &dlen) || dlen != MEMFILE_DIGEST_LEN)
+	if (!crypto.final(ctx, digest, &dlen) || dlen != MEMFILE_DIGEST_LEN)
 		e = -EIO;
 	if (pages)
 		*pages = n;
 out:
-	EVP_MD_CTX_free(ctx);
+	crypto.ctx_free(ctx);
 	free(buf);
 	return e;
 }

@@ -339,8 +339,10 @@ static int check(const char *state, const char *mem, unsigned flags, char *err, 
 {
 	struct snap_reader r;
 	struct memfile_info mi;
-	int e = snap_reader_open(&r, state, err, errlen);
+	int e;
 
+	err[0] = '\0';
+	e = snap_reader_open(&r, state, err, errlen);
 	if (e)
 		return e;
 	e = memfile_check(&r, state, mem, flags, &mi, err, errlen);
