@@ -2,12 +2,15 @@
  * Fuzz the snapshot state-file reader: the input is a (possibly damaged)
  * state file. Whatever it holds, opening it must either fail with a message
  * or yield sections whose bounds lie inside the file; reading every section
- * field by field (including strings) must stay inside its section.
+ * field by field (including strings) must stay inside its section. The
+ * memory section's parser (snapshot/memfile.c) either refuses it with one line
+ * or yields values the memory-file checks can rely on.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "snapshot/memfile.h"
 #include "snapshot/snap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,6 +45,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				__builtin_trap();
 		}
 		(void)snap_sec_end(&s);
+	}
+	struct memfile_info mi;
+
+	err[0] = '\0';
+	if (memfile_section_load(&r, &mi, err, sizeof(err)) < 0) {
+		if (!err[0] || memchr(err, '\n', strlen(err)))
+			__builtin_trap();
+	} else if (!mi.id.ram_size || mi.id.ram_size % MEMFILE_PAGE || mi.id.data_pages > mi.id.ram_size / MEMFILE_PAGE ||
+		   (mi.kind != MEMFILE_FULL && mi.kind != MEMFILE_DIFF) || (mi.kind == MEMFILE_FULL && !mi.complete)) {
+		__builtin_trap();
 	}
 	snap_reader_free(&r);
 	return 0;

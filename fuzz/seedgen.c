@@ -73,6 +73,15 @@ static int seeds_snap(const char *dir)
 	snap_put_u8(&w, 0x0f);
 	snap_put_bool(&w, true);
 	snap_end(&w);
+	/* The memory section (snapshot/memfile.c): RAM, kind, complete, generation, SHA-256, pages. */
+	snap_begin(&w, "memory", 2);
+	snap_put_u64(&w, 256ull << 20);
+	snap_put_u32(&w, 1);
+	snap_put_bool(&w, true);
+	for (unsigned i = 0; i < 16 + 32; i++)
+		snap_put_u8(&w, (uint8_t)(i * 37));
+	snap_put_u64(&w, 100);
+	snap_end(&w);
 	snprintf(path, sizeof(path), "%s/state", dir);
 	rc = snap_writer_save(&w, path, err, sizeof(err));
 	if (rc)

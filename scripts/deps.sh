@@ -4,13 +4,14 @@
 set -euo pipefail
 
 # Build: compiler, Meson/Ninja, libraries (libmicrohttpd and libcurl: headers to
-# build, the libraries are dlopen()ed by the API server and client). Test:
+# build, the libraries are dlopen()ed by the API server and client; libssl-dev
+# for libcrypto's SHA-256 of snapshot memory files, also dlopen()ed). Test:
 # cmocka, clang + libFuzzer, QEMU (test bed and benchmark peer), busybox and
 # cpio (initramfs images), curl (API tests).
 PKGS=(
 	gcc make meson ninja-build pkg-config python3
 	libcmocka-dev liburing-dev libslirp-dev libglib2.0-dev
-	libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev curl
+	libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev curl libssl-dev
 	clang libclang-rt-14-dev
 	qemu-system-x86 qemu-utils busybox-static cpio
 	xz-utils zstd kmod e2fsprogs strace

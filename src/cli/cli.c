@@ -2,6 +2,7 @@
 #include "api/api.h"
 #include "api/api_client.h"
 #include "api/fc.h"
+#include "snapshot/memfile.h"
 #include "core/vm.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -24,6 +25,7 @@ static const char usage_text[] =
 	"       kestrel --config-file FILE [-v]\n"
 	"       kestrel pause|resume|status --api-sock PATH\n"
 	"       kestrel snapshot --api-sock PATH --snapshot-path FILE --mem-path FILE [--diff]\n"
+	"       kestrel snapshot verify --snapshot-path FILE --mem-path FILE\n"
 	"       kestrel --help | --version\n"
 	"\n"
 	"Boot a Linux kernel (bzImage, or ELF vmlinux with a PVH note) or a freestanding\n"
@@ -74,6 +76,9 @@ static const char usage_text[] =
 	"                       (device state), --mem-path FILE (guest RAM), --diff (only\n"
 	"                       the pages dirtied since the last one; needs\n"
 	"                       track_dirty_pages)\n"
+	"  snapshot verify      check that a state file and a memory file belong together\n"
+	"                       and that the memory file holds what it was written with\n"
+	"                       (reads all of it); exit status 0 if so, 1 if not\n"
 	"\n"
 	"Console: on a terminal, input goes to the guest; Ctrl-A x quits, Ctrl-A Ctrl-A\n"
 	"sends Ctrl-A.\n"
@@ -574,6 +579,40 @@ out:
 	return r;
 }
 
+/* ---- kestrel snapshot verify: no VM, no API; the files only ---- */
+
+static int cli_snapshot_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "snapshot-path", required_argument, NULL, OPT_SNAPSHOT_PATH },
+		{ "mem-path", required_argument, NULL, OPT_MEM_PATH },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *snap = NULL, *mem = NULL;
+	char msg[1024];
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SNAPSHOT_PATH: snap = optarg; break;
+		case OPT_MEM_PATH: mem = optarg; break;
+		default: return cli_bad_option(argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (!snap || !mem)
+		return cli_usage_error("%s: --snapshot-path and --mem-path are required", "snapshot verify");
+	if (memfile_verify(snap, mem, msg, sizeof(msg)) < 0) {
+		fprintf(stderr, "kestrel: snapshot verify: %s\n", msg);
+		return 1;
+	}
+	printf("%s\n", msg);
+	return 0;
+}
+
 int cli_main(int argc, char **argv)
 {
 	struct machine_config cfg;
@@ -592,6 +631,8 @@ int cli_main(int argc, char **argv)
 		printf("kestrel %s\n", KESTREL_VERSION);
 		return 0;
 	}
+	if (!strcmp(argv[1], "snapshot") && argc > 2 && !strcmp(argv[2], "verify"))
+		return cli_snapshot_verify(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume") || !strcmp(argv[1], "snapshot") ||
 	    !strcmp(argv[1], "status"))
 		return cli_ctl(argc - 1, argv + 1);

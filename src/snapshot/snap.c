@@ -151,9 +151,8 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t errlen)
+int snap_writer_write(struct snap_writer *w, const char *path, char *err, size_t errlen)
 {
-	char tmp[4096];
 	int fd, e;
 
 	if (w->sec_start != SIZE_MAX)
@@ -168,12 +167,8 @@ int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t 
 	le_put(w->buf + 16, w->len, 8);
 	le_put(w->buf + 24, crc32_update(0, w->buf, 24), 4);
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
-		snprintf(err, errlen, "snapshot path too long");
-		return -ENAMETOOLONG;
-	}
-	/* A FIFO or a symlink planted at PATH.tmp must not block or redirect the write. */
-	fd = file_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, FILE_REG, "snapshot", NULL,
+	/* A FIFO or a symlink planted at the path must not block or redirect the write. */
+	fd = file_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, FILE_REG, "snapshot", NULL,
 		       err, errlen);
 	if (fd < 0)
 		return fd;
@@ -181,9 +176,27 @@ int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t 
 	if (!e && fsync(fd) < 0)
 		e = -errno;
 	close(fd);
-	if (!e && rename(tmp, path) < 0)
-		e = -errno;
 	if (e) {
+		unlink(path);
+		snprintf(err, errlen, "snapshot %s: %s", path, strerror(-e));
+	}
+	return e;
+}
+
+int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t errlen)
+{
+	char tmp[4096];
+	int e;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		snprintf(err, errlen, "snapshot path too long");
+		return -ENAMETOOLONG;
+	}
+	e = snap_writer_write(w, tmp, err, errlen);
+	if (e)
+		return e;
+	if (rename(tmp, path) < 0) {
+		e = -errno;
 		unlink(tmp);
 		snprintf(err, errlen, "snapshot %s: %s", path, strerror(-e));
 	}

@@ -48,7 +48,9 @@ void snap_put_bool(struct snap_writer *w, bool v);
 /* A string as u32 length + bytes (NULL is written as length 0xffffffff). */
 void snap_put_str(struct snap_writer *w, const char *s);
 void snap_end(struct snap_writer *w);
-/* Write the file (to PATH.tmp, fsync, rename). 0 or -errno with a one-line reason. */
+/* Write the file at PATH and fsync it. 0 or -errno with a one-line reason. */
+int snap_writer_write(struct snap_writer *w, const char *path, char *err, size_t errlen);
+/* The same through PATH.tmp and a rename (a state file alone; with a memory file: memfile.h). */
 int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t errlen);
 
 struct snap_sec {

@@ -15,6 +15,7 @@
 #include "devices/legacy/rtc.h"
 #include "devices/legacy/uart.h"
 #include "pci/pci.h"
+#include "snapshot/memfile.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/rng.h"
 #include "loop/iothread.h"
@@ -52,6 +53,10 @@ struct machine {
 	struct machine_config cfg;     /* as built (strings owned by the caller) */
 	bool console_open, kvm_open, vm_created;
 	bool restored;                 /* RAM is a private map of a snapshot memory file */
+	/* Snapshot generations (snapshot/memfile.h): of the memory file RAM maps when
+	 * restored, and of the last snapshot taken or restored (a Diff's base). */
+	uint8_t mem_gen[MEMFILE_GEN_LEN], last_gen[MEMFILE_GEN_LEN];
+	bool have_last_gen, last_complete;
 	bool console_registered, drain_registered;
 	struct kvm kvm;
 	struct vm vm;

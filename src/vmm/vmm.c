@@ -384,6 +384,7 @@ int vmm_snapshot_load(struct vmm *v, const struct vmm_load_params *p, char *err,
 {
 	struct machine_config cfg = { 0 };
 	struct snap_reader r;
+	struct memfile_info mi;
 	struct machine *m = NULL;
 	struct timespec t0, t1;
 	int e;
@@ -405,6 +406,11 @@ int vmm_snapshot_load(struct vmm *v, const struct vmm_load_params *p, char *err,
 	for (unsigned i = 0; i < p->n_net_overrides && !e; i++)
 		e = vmm_override_net(&cfg, p->net_overrides[i].iface_id, p->net_overrides[i].host_dev_name, err,
 				     errlen);
+	if (e < 0)
+		goto out_cfg;
+	/* The memory file must be the one this state file was written with (snapshot/memfile.h). */
+	e = memfile_check(&r, p->state_path, p->mem_path,
+			  MEMFILE_CHECK_RECOVER | (p->verify_memory ? MEMFILE_CHECK_DIGEST : 0), &mi, err, errlen);
 	if (e < 0)
 		goto out_cfg;
 	cfg.console = v->console;

@@ -62,6 +62,7 @@ struct vmm_load_params {
 	const char *mem_path;     /* mem_backend.backend_path (backend_type File) or mem_file_path */
 	bool resume;              /* resume_vm */
 	bool track_dirty_pages;   /* enable_diff_snapshots / track_dirty_pages */
+	bool verify_memory;       /* check the memory file's content digest (reads all of it) */
 	/* network_overrides: the NIC with this id (the index in the --net / API order, as
 	 * the string the API used: e.g. "eth0") gets a different host TAP device. */
 	struct {

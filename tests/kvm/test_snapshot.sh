@@ -16,7 +16,11 @@
 # memory file, missing disk), each leaving the process usable; lazy restore of
 # a 2 GiB guest (VmRSS); Diff snapshots layered in place (also from a restored
 # VM, and after a failed Diff); the LAPIC-timer counter; virtio-blk and
-# virtio-net (TAP, root only) snapshotted in the middle of their I/O.
+# virtio-net (TAP, root only) snapshotted in the middle of their I/O; the
+# binding of the two files (another snapshot's memory file, changed content,
+# `kestrel snapshot verify`), a kill between the commit's renames and an
+# interrupted Diff (KESTREL_FAULT), a restored VM's memory file truncated under
+# it, and two names for one file.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -590,6 +594,139 @@ if [ -c /dev/net/tun ] && ip tuntap add dev "$TAP" mode tap 2>/dev/null; then
 	ip link del "$TAP" 2>/dev/null
 else
 	skip "snapshot vnet-mid-io" "cannot create a TAP device here"
+fi
+
+# ---- 9. snapshots that cannot lie -----------------------------------------------
+
+# KESTREL_FAULT=POINT (docs/snapshots.md) ends kestrel at POINT of a create, as
+# a crash or kill there would; status 86 says it got there.
+faulted() { # NAME: the create got no answer and the process ended at the fault point
+	local rc
+	wait_exit 10
+	rc=$krc
+	if [ "$code" = 000 ] && [ "$rc" = 86 ]; then pass "snapshot $1"
+	else fail "snapshot $1" "HTTP $code, exit status $rc, want no answer and status 86"; show_tail "$T/$NAME.err" 5; fi
+}
+verify() { # STATE MEM: kestrel snapshot verify; $vrc its status, its output in $T/verify
+	"$KESTREL" snapshot verify --snapshot-path "$1" --mem-path "$2" >"$T/verify" 2>&1
+	vrc=$?
+}
+
+if [ -f "$T/a.state" ] && [ -f "$T/c.mem" ]; then
+	A=$T/a.state
+	# The memory file of another snapshot of a same-sized guest.
+	start r2
+	api PUT /snapshot/load "{\"snapshot_path\": \"$A\", \"mem_file_path\": \"$T/c.mem\", \"resume_vm\": true}"
+	expect refuse-other-snapshots-memory-file 400 "belongs to another snapshot"
+	state_is "Not started" && pass "snapshot refuse-other-memory-not-started" || fail "snapshot refuse-other-memory-not-started" "$(cat "$T/resp")"
+	# Same file, one byte changed: only the digest sees it, on request.
+	cp --sparse=always "$T/a.mem" "$T/flip.mem"
+	python3 - "$T/flip.mem" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+off = os.lseek(fd, 0, os.SEEK_DATA) + 100
+os.pwrite(fd, bytes([os.pread(fd, 1, off)[0] ^ 0x40]), off)
+PY
+	api PUT /snapshot/load "{\"snapshot_path\": \"$A\", \"mem_file_path\": \"$T/flip.mem\", \"verify_memory\": \"yes\"}"
+	expect refuse-verify-memory-not-bool 400 "verify_memory"
+	api PUT /snapshot/load "{\"snapshot_path\": \"$A\", \"mem_file_path\": \"$T/flip.mem\", \"resume_vm\": true, \"verify_memory\": true}"
+	expect refuse-changed-memory-file-digest 400 "content digest differs"
+	api PUT /serial "{\"serial_out_path\": \"$T/r2.con\"}"
+	api PUT /snapshot/load "{\"snapshot_path\": \"$A\", \"mem_file_path\": \"$T/a.mem\", \"resume_vm\": true, \"verify_memory\": true}"
+	expect verified-load 204
+	continuous verified-load-continues 10 "$T/a-at-snap.con" "$T/r2.con"
+	stop
+	# kestrel snapshot verify: the pair, the other snapshot's file, the changed one, usage.
+	verify "$A" "$T/a.mem"
+	[ "$vrc" = 0 ] && grep -q "match: Full snapshot" "$T/verify" && pass "snapshot verify-matching-pair" ||
+		fail "snapshot verify-matching-pair" "status $vrc: $(cat "$T/verify")"
+	verify "$A" "$T/c.mem"
+	[ "$vrc" = 1 ] && grep -q "belongs to another snapshot" "$T/verify" && [ "$(wc -l <"$T/verify")" = 1 ] &&
+		pass "snapshot verify-other-snapshot" || fail "snapshot verify-other-snapshot" "status $vrc: $(cat "$T/verify")"
+	verify "$A" "$T/flip.mem"
+	[ "$vrc" = 1 ] && grep -q "content digest differs" "$T/verify" && pass "snapshot verify-changed-content" ||
+		fail "snapshot verify-changed-content" "status $vrc: $(cat "$T/verify")"
+	"$KESTREL" snapshot verify --snapshot-path "$A" >"$T/verify" 2>&1
+	[ $? = 2 ] && grep -q "mem-path" "$T/verify" && pass "snapshot verify-usage" || fail "snapshot verify-usage" "$(cat "$T/verify")"
+
+	# A Full snapshot of a restored VM whose memory file was truncated under it.
+	cp --sparse=always "$T/a.mem" "$T/t.mem"
+	restore t "$A" "$T/t.mem" false
+	expect truncated-source-load 204
+	truncate -s 32M "$T/t.mem"
+	snap Full "$T/t2.state" "$T/t2.mem"
+	expect truncated-source-create-refused 400 "truncated or rewritten"
+	check "snapshot truncated-source-leaves-no-files" test ! -e "$T/t2.state" -a ! -e "$T/t2.mem" -a ! -e "$T/t2.mem.tmp"
+	# Two names of one file, and a file that is the other's temporary.
+	snap Full "$T/x" "$T/./x"
+	expect same-file-refused 400 "same file"
+	snap Full "$T/y.state" "$T/y.state.tmp"
+	expect temporary-name-refused 400 "temporary"
+	check "snapshot same-file-refusals-write-nothing" test ! -e "$T/x" -a ! -e "$T/y.state" -a ! -e "$T/y.state.tmp"
+	kill9
+
+	# A kill between the two renames: the new state file beside the old memory
+	# file. The load must not run it from the old memory (the counter jumped back
+	# once); it finishes the rename and continues from the second snapshot.
+	cp --sparse=always "$T/a.mem" "$T/k.mem"
+	cp "$A" "$T/k.state"
+	KESTREL_FAULT=snapshot-after-state-rename restore k "$T/k.state" "$T/k.mem" true
+	expect fault-load 204
+	wait_count "$T/k.con" "$(( $(last_count "$T/k.con") + 20 ))" 5
+	snap Full "$T/k.state" "$T/k.mem"
+	faulted kill-between-renames
+	cmp -s "$T/k.mem" "$T/a.mem" && [ -e "$T/k.mem.tmp" ] && pass "snapshot kill-between-renames-window" ||
+		fail "snapshot kill-between-renames-window" "want the old memory file and the new one as k.mem.tmp"
+	verify "$T/k.state" "$T/k.mem"
+	[ "$vrc" = 1 ] && grep -q "interrupted" "$T/verify" && pass "snapshot verify-reports-interrupted" ||
+		fail "snapshot verify-reports-interrupted" "status $vrc: $(cat "$T/verify")"
+	restore k2 "$T/k.state" "$T/k.mem" true
+	expect kill-between-renames-load 204
+	continuous kill-between-renames-continues 10 "$T/a-at-snap.con" "$T/k.con" "$T/k2.con"
+	check "snapshot kill-between-renames-finished" test ! -e "$T/k.mem.tmp"
+	verify "$T/k.state" "$T/k.mem"
+	[ "$vrc" = 0 ] && pass "snapshot kill-between-renames-verifies" || fail "snapshot kill-between-renames-verifies" "$(cat "$T/verify")"
+	stop
+
+	# An interrupted Diff onto the base's memory file: the previous snapshot
+	# stays loadable; the next create removes the leftover.
+	cp --sparse=always "$T/a.mem" "$T/l.mem"
+	cp --sparse=always "$T/a.mem" "$T/l-ref.mem"
+	KESTREL_FAULT=snapshot-memory-written restore l "$A" "$T/l.mem" true ', "enable_diff_snapshots": true'
+	expect diff-fault-load 204
+	wait_count "$T/l.con" "$(( $(last_count "$T/l.con") + 20 ))" 5
+	snap Diff "$T/l-diff.state" "$T/l.mem"
+	faulted interrupted-diff
+	cmp -s "$T/l.mem" "$T/l-ref.mem" && [ ! -e "$T/l-diff.state" ] && pass "snapshot interrupted-diff-keeps-base" ||
+		fail "snapshot interrupted-diff-keeps-base" "the base memory file changed, or a state file appeared"
+	check "snapshot interrupted-diff-leaves-temporary" test -e "$T/l.mem.tmp"
+	restore l2 "$A" "$T/l.mem" true ', "enable_diff_snapshots": true'
+	expect interrupted-diff-previous-loads 204
+	continuous interrupted-diff-previous-continues 10 "$T/a-at-snap.con" "$T/l2.con"
+	wait_count "$T/l2.con" "$(( $(last_count "$T/l2.con") + 10 ))" 5
+	snap Diff "$T/l2.state" "$T/l.mem"
+	expect diff-after-interrupted 204
+	cp "$T/l2.con" "$T/l2-at-snap.con"
+	check "snapshot stale-temporary-removed" test ! -e "$T/l.mem.tmp" -a ! -e "$T/l2.state.tmp"
+	# A Diff onto a new file holds only the diff: written, but never loaded; and
+	# the next Diff has no base but that file.
+	api PATCH /vm '{"state": "Resumed"}'
+	wait_count "$T/l2.con" "$(( $(last_count "$T/l2.con") + 10 ))" 5
+	snap Diff "$T/l-new.state" "$T/l-new.mem"
+	expect diff-onto-new-file 204
+	api PATCH /vm '{"state": "Resumed"}'
+	snap Diff "$T/l3.state" "$T/l.mem"
+	expect diff-onto-older-base-refused 400 "not the memory file of this VM's last snapshot"
+	kill9
+	restore l3 "$T/l-new.state" "$T/l-new.mem" true
+	expect refuse-diff-only-file 400 "cannot be loaded"
+	kill9
+	restore l4 "$T/l2.state" "$T/l.mem" true
+	expect diff-after-interrupted-load 204
+	continuous diff-after-interrupted-continues 10 "$T/a-at-snap.con" "$T/l2-at-snap.con" "$T/l4.con"
+	verify "$T/l2.state" "$T/l.mem"
+	[ "$vrc" = 0 ] && grep -q "Diff snapshot" "$T/verify" && pass "snapshot diff-verifies" || fail "snapshot diff-verifies" "$(cat "$T/verify")"
+	stop
 fi
 
 # A sanitizer build (BUILD=build-asan) reports into the processes' stderr.
