@@ -129,7 +129,7 @@ static ssize_t fb_send(struct net_backend *be, const struct iovec *iov, int iovc
 
 		for (size_t j = 0; j < iov[i].iov_len; j++, pos++) {
 			f->sink += b[j];
-			if (f->strip_hdr && pos < hdr && b[j])
+			if ((f->strip_hdr || f->zero_hdr) && pos < hdr && b[j])
 				fake_abort("net: byte %zu of the device's vnet header is %#x, not 0", pos, b[j]);
 		}
 		if (p)

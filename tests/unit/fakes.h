@@ -58,6 +58,7 @@ struct fake_be {
 	/* Behaviour, set after fb_new(). */
 	bool strip_hdr;               /* the device's vnet header must be all zeros: checked and
 	                                 stripped on send, a zero one put in front on recv */
+	bool zero_hdr;                /* only check that the device's vnet header is all zeros */
 	bool record;                  /* keep a copy of each sent frame in out[] (fb_new: true) */
 	bool strict;                  /* abort on frames shorter than 14 or longer than NET_MAX_FRAME,
 	                                 and on iovcnt outside 1..max_iov */
