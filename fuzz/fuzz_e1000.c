@@ -38,6 +38,7 @@
 #include "pci/pci.h"
 #include "loop/loop.h"
 #include "util/log.h"
+#include "mem/gm_test.h"
 
 #include "fakes.h"
 

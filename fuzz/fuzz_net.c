@@ -31,6 +31,7 @@
 
 #include "devices/virtio/net.h"
 #include "util/log.h"
+#include "mem/gm_test.h"
 
 #include "fakes.h"
 

@@ -14,6 +14,7 @@
 #include "devices/virtio/rng.h"
 #include "loop/loop.h"
 #include "virtio/pci.h"
+#include "mem/gm_test.h"
 
 #include "fakes.h"
 

@@ -19,6 +19,7 @@
 #include "boot/aml.h"
 #include "mem/gm.h"
 #include "mem/layout.h"
+#include "mem/gm_test.h"
 
 #include "boot_images.h"   /* ti_r16/32/64 */
 

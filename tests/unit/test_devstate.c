@@ -30,6 +30,7 @@
 #include "mem/gm.h"
 #include "snapshot/snap.h"
 #include "util/log.h"
+#include "mem/gm_test.h"
 
 #include "fakes.h"
 

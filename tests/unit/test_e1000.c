@@ -22,6 +22,7 @@
 #include "loop/loop.h"
 #include "mem/gm.h"
 #include "util/log.h"
+#include "mem/gm_test.h"
 
 #include "fakes.h"
 
