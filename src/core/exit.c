@@ -180,9 +180,10 @@ void exit_decode(struct kvm_run *run, size_t run_size, const struct exit_env *en
 		/*
 		 * A triple fault resets a PC. It is how Linux's reboot=t (and the
 		 * last step of its default reboot order) restarts the machine, so
-		 * it ends the VM like any other reset, with one line saying so.
+		 * it ends the VM like any other reset. It is also how a broken
+		 * guest dies: the registers are printed for that case.
 		 */
-		verdict_stop(v, VM_STOP_RESET, 0, false,
+		verdict_stop(v, VM_STOP_RESET, 0, true,
 			     "triple fault (KVM_EXIT_SHUTDOWN): the guest reset the CPU; ending the VM as a reset");
 		break;
 	case KVM_EXIT_SYSTEM_EVENT:

@@ -22,7 +22,7 @@ struct exit_verdict {
 	enum exit_action action;
 	enum vm_stop_reason reason;  /* EXIT_STOP only */
 	int status;                  /* exit status of kestrel for EXIT_STOP */
-	bool dump;                   /* print msg and the vCPU's registers (an error) */
+	bool dump;                   /* print the vCPU's registers after msg */
 	char msg[384];               /* what happened, for the user; "" when nothing to say */
 };
 

@@ -378,12 +378,12 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	case EXIT_STOP:
 		break;
 	}
-	if (verdict.dump) {
-		vcpu_fatal(v, "%s", verdict.msg);
-		return false;
-	}
-	if (verdict.msg[0] && !vm_stopping(v->vm))
+	/* The first stop request wins; later ones (other vCPUs) say nothing. */
+	if (verdict.msg[0] && !vm_stopping(v->vm)) {
 		fprintf(stderr, "\nkestrel: vCPU %u: %s\n", v->id, verdict.msg);
+		if (verdict.dump)
+			vcpu_dump(v, stderr);
+	}
 	vm_request_stop(v->vm, verdict.reason, verdict.status);
 	return false;
 }

@@ -4,7 +4,7 @@
 # test-bed boot, in which kestrel runs twice:
 #  1. --cpus 2: the guest's uname -r is the test-bed kernel's, it sees 2 CPUs,
 #     the PCI host bridge, the CMOS RTC with the host's year, the serial port's
-#     interrupts and the ACPI tables; `reboot -f` (i8042) ends kestrel with 0.
+#     interrupts and the ACPI tables; `reboot -f` (no reboot= option) ends kestrel with 0.
 #  2. --cpus 1 --stats: `poweroff -f` (ACPI S5) ends kestrel with 0, and the
 #     exit statistics are printed.
 #
@@ -73,8 +73,8 @@ echo "KESTREL-E2E rtc=$(cat /sys/class/rtc/rtc0/name 2>/dev/null) $(cat /sys/cla
 echo "KESTREL-E2E serial-irqs=$(awk '/ttyS0/ {n=0; for (i=2; i<=NF; i++) if ($i ~ /^[0-9]+$/) n+=$i; else break; print n}' /proc/interrupts)"
 echo "KESTREL-E2E acpi=$(ls /sys/firmware/acpi/tables 2>/dev/null | tr '\n' ',')"
 case " $(cat /proc/cmdline) " in
-*" e2e_end=poweroff "*) poweroff -f ;;
-*) reboot -f ;;
+*" e2e_end=poweroff "*) testbed-drain; poweroff -f ;;
+*) testbed-drain; reboot -f ;;
 esac
 EOF
 
