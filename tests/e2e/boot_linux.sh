@@ -123,6 +123,14 @@ if [ "$ok" = 1 ]; then
         124) fail kestrel-exit-status "kestrel still running after $((inner_timeout / 2)) s (killed)" ;;
         *) fail kestrel-exit-status "kestrel exited with $krc" ;;
     esac
+    # Status 0 must come from the reset path (reset vector / reset register),
+    # not from a guest that died: a triple fault also ends kestrel with 0.
+    if grep -q "triple fault" "$out"; then
+        fail reset-without-triple-fault "the L2 guest triple-faulted:"
+        grep -B 20 -A 22 "triple fault" "$out" | tail -n 45 | sed 's/^/  # /'
+    else
+        pass reset-without-triple-fault
+    fi
 
     uname=$(sed -n 's/.*KESTREL-E2E uname=\([^ ]*\).*/\1/p' "$out" | head -n 1 | tr -d '\r')
     if [ -z "$uname" ]; then
