@@ -29,6 +29,8 @@
 
 #include "devices/virtio/blk.h"
 #include "util/log.h"
+#include "mem/gm_test.h"
+#include "backends/block_test.h"
 
 #define FUZZ_RAM   (64u << 10)
 #define FUZZ_IMG   (64u << 10)

@@ -13,6 +13,7 @@
 #include "boot/boot.h"
 #include "mem/gm.h"
 #include "mem/layout.h"
+#include "mem/gm_test.h"
 
 #define FUZZ_RAM (64ull << 20)
 

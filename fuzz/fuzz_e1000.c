@@ -38,6 +38,9 @@
 #include "pci/pci.h"
 #include "loop/loop.h"
 #include "util/log.h"
+#include "mem/gm_test.h"
+
+#include "fakes.h"
 
 #define FE_RAM     (64u << 10)
 #define FE_HDR     32
@@ -51,87 +54,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static const uint8_t fe_mac[6] = { 0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc };
-
-struct fe_be {
-	struct net_backend be;
-	uint8_t frame[FE_FRAMES][17000 + NET_VNET_HDR_LEN];
-	uint32_t len[FE_FRAMES];
-	unsigned nframes, next;
-	unsigned eagain;
-	uint64_t sent, sink;
-};
-
-static ssize_t fe_send(struct net_backend *be, const struct iovec *iov, int iovcnt)
-{
-	struct fe_be *f = (struct fe_be *)be;
-	size_t len = 0, hdr = be->vnet_hdr ? NET_VNET_HDR_LEN : 0, pos = 0;
-
-	if (iovcnt <= 0 || iovcnt > 16)
-		abort();
-	for (int i = 0; i < iovcnt; i++) {
-		const uint8_t *p = iov[i].iov_base;
-
-		for (size_t j = 0; j < iov[i].iov_len; j++, pos++) {
-			/* Touch every byte; the device's own header must be all zeros. */
-			f->sink += p[j];
-			if (pos < hdr && p[j])
-				abort();
-		}
-		len += iov[i].iov_len;
-	}
-	if (len > hdr + NET_MAX_FRAME || len < hdr + 14)
-		abort();
-	if (f->eagain) {
-		f->eagain--;
-		return -EAGAIN;
-	}
-	f->sent++;
-	return (ssize_t)len;
-}
-
-static ssize_t fe_recv(struct net_backend *be, void *buf, size_t cap)
-{
-	struct fe_be *f = (struct fe_be *)be;
-	size_t len;
-	uint64_t v;
-
-	if (f->next == f->nframes)
-		return -EAGAIN;
-	len = f->len[f->next];
-	if (len > cap) {
-		f->next++;
-		return -EMSGSIZE;
-	}
-	memcpy(buf, f->frame[f->next++], len);
-	if (f->next == f->nframes && read(be->fd, &v, sizeof(v)) < 0)
-		return (ssize_t)len;
-	return (ssize_t)len;
-}
-
-static int fe_set_offload(struct net_backend *be, unsigned offloads)
-{
-	if (offloads)
-		abort();   /* the 82540 asks for no receive offload */
-	return 0;
-}
-
-static void fe_free(struct net_backend *be)
-{
-	close(be->fd);
-	free(be);
-}
-
-static const struct net_backend_ops fe_ops = {
-	.send = fe_send, .recv = fe_recv, .set_offload = fe_set_offload, .free = fe_free,
-};
-
-/* No real MSI: routes always work, the irqfd is just the device's eventfd. */
-static int fm_alloc(void *o) { return 33; }
-static int fm_set(void *o, unsigned gsi, uint64_t a, uint32_t d) { return 0; }
-static void fm_free(void *o, unsigned gsi) { }
-static int fm_irqfd(void *o, int fd, unsigned gsi, bool assign) { return 0; }
-static int fm_ioeventfd(void *o, uint64_t a, unsigned l, bool pio, int64_t m, int fd, bool assign) { return 0; }
-static const struct msi_host_ops fm_ops = { fm_alloc, fm_set, fm_free, fm_irqfd, fm_ioeventfd };
 
 struct fe_line {
 	bool level;
@@ -160,7 +82,9 @@ struct fe {
 	struct fe_line line;
 	struct irq intx;
 	struct e1000 *e;
-	struct fe_be *be;
+	struct fake_be *be;          /* the shared fakes (tests/unit/fakes.c) */
+	struct fake_msi fm;
+	unsigned nframes;            /* queued for the device */
 	struct loop *loop;
 	unsigned msi_cap;
 	bool itr_seen;
@@ -295,14 +219,13 @@ static void fe_frames(struct fe *x, const uint8_t *h, const uint8_t *img, size_t
 {
 	size_t hdr = x->be->be.vnet_hdr ? NET_VNET_HDR_LEN : 0;
 	unsigned dst = h[0] >> 6;
-	uint64_t one = 1;
+	static uint8_t frame[17000 + NET_VNET_HDR_LEN];
 
-	x->be->nframes = h[1] % (FE_FRAMES + 1);
-	for (unsigned i = 0; i < x->be->nframes; i++) {
-		uint8_t *p = x->be->frame[i];
+	x->nframes = h[1] % (FE_FRAMES + 1);
+	for (unsigned i = 0; i < x->nframes; i++) {
+		uint8_t *p = frame;
 		size_t len = (size_t)(h[4 + 2 * i] | h[5 + 2 * i] << 8) % 17000;
 
-		x->be->len[i] = (uint32_t)(hdr + len);
 		memset(p, 0, hdr);
 		if (hdr)
 			memcpy(p, h + 22, 10);
@@ -321,9 +244,8 @@ static void fe_frames(struct fe *x, const uint8_t *h, const uint8_t *img, size_t
 			p[12] = h[20];
 			p[13] = h[21];
 		}
+		fb_push(x->be, frame, hdr + len);
 	}
-	if (x->be->nframes && write(x->be->be.fd, &one, sizeof(one)) < 0)
-		abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -351,16 +273,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bus_init(&x.pio, "pio");
 	bus_init(&x.mmio, "mmio");
 	pci_host_init(&x.host, &x.pio, &x.mmio, NULL);
-	x.be = calloc(1, sizeof(*x.be));
-	if (!x.be)
-		abort();
-	x.be->be.ops = &fe_ops;
-	x.be->be.kind = "fuzz";
-	x.be->be.vnet_hdr = data[0] & 1;
-	x.be->be.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (x.be->be.fd < 0)
-		abort();
-	x.msi = (struct msi_host){ &fm_ops, NULL };
+	x.be = fb_new(data[0] & 1);
+	x.be->record = false;     /* count and touch every byte; no copies */
+	x.be->strict = true;      /* sane frame sizes, 1..16 iovecs */
+	x.be->max_iov = 16;
+	x.be->zero_hdr = true;    /* the device fills no vnet header fields */
+	x.be->oversize_ok = true; /* a frame larger than the receive buffer is -EMSGSIZE */
+	fake_msi_init(&x.fm, 33, &x.msi);
 	memcpy(cfg.mac, fe_mac, 6);
 	cfg.backend = &x.be->be;
 	if (e1000_new(&x.e, &cfg, &x.gm, &x.msi, err, sizeof(err)) < 0)
@@ -404,10 +323,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fe_check_irq(&x);
 
 	e1000_get_stats(x.e, &st);
-	if (st.rx_packets > x.be->next || x.be->next > x.be->nframes)
+	if (st.rx_packets > x.nframes - x.be->in_count)
 		abort();
 	if (st.tx_packets != x.be->sent)
 		abort();
+	if (x.be->offloads)
+		abort();   /* the 82540 asks for no receive offload */
 	e1000_free(x.e);   /* detaches from the loop and frees the backend */
 	loop_free(x.loop);
 	pci_host_exit(&x.host);

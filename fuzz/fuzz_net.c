@@ -31,11 +31,13 @@
 
 #include "devices/virtio/net.h"
 #include "util/log.h"
+#include "mem/gm_test.h"
+
+#include "fakes.h"
 
 #define FN_GPA 0x10000ull
 #define FN_RAM (64u << 10)
 #define FN_HDR 32
-#define FN_MAX_FRAMES 8
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -57,76 +59,9 @@ int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsi
 	return -ENODEV;
 }
 
-struct fn_be {
-	struct net_backend be;
-	const uint8_t *hdr;
-	uint32_t len[FN_MAX_FRAMES];
-	unsigned nframes, next;
-	unsigned eagain;
-	uint64_t sink;
-};
-
+/* Frames for the device: a fixed pattern, the input's vnet header in front. */
 static uint8_t fn_payload[NET_VNET_HDR_LEN + NET_MAX_FRAME];
-
-static ssize_t fn_send(struct net_backend *be, const struct iovec *iov, int iovcnt)
-{
-	struct fn_be *f = (struct fn_be *)be;
-	size_t len = 0;
-
-	if (iovcnt <= 0 || iovcnt > 1025)
-		abort();
-	for (int i = 0; i < iovcnt; i++) {
-		const uint8_t *p = iov[i].iov_base;
-
-		/* Touch every byte: ASan checks the iovecs point at live memory. */
-		for (size_t j = 0; j < iov[i].iov_len; j++)
-			f->sink += p[j];
-		len += iov[i].iov_len;
-	}
-	if (len > (be->vnet_hdr ? NET_VNET_HDR_LEN : 0) + NET_MAX_FRAME)
-		abort();
-	if (len < (be->vnet_hdr ? NET_VNET_HDR_LEN : 0) + 14)
-		abort();
-	if (f->eagain) {
-		f->eagain--;
-		return -EAGAIN;
-	}
-	return (ssize_t)len;
-}
-
-static ssize_t fn_recv(struct net_backend *be, void *buf, size_t cap)
-{
-	struct fn_be *f = (struct fn_be *)be;
-	size_t len;
-
-	if (f->next == f->nframes)
-		return -EAGAIN;
-	len = f->len[f->next++];
-	if (len > cap)
-		return -EMSGSIZE;
-	memcpy(buf, fn_payload, len);
-	if (be->vnet_hdr)
-		memcpy(buf, f->hdr, len < NET_VNET_HDR_LEN ? len : NET_VNET_HDR_LEN);
-	return (ssize_t)len;
-}
-
-static int fn_set_offload(struct net_backend *be, unsigned offloads)
-{
-	return 0;
-}
-
-static void fn_free(struct net_backend *be)
-{
-	close(be->fd);
-	free(be);
-}
-
-static const struct net_backend_ops fn_ops = {
-	.send = fn_send,
-	.recv = fn_recv,
-	.set_offload = fn_set_offload,
-	.free = fn_free,
-};
+static uint8_t fn_frame[NET_VNET_HDR_LEN + NET_MAX_FRAME];
 
 static uint8_t *ram;
 
@@ -141,6 +76,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	for (size_t i = 0; i < sizeof(fn_payload); i++)
 		fn_payload[i] = (uint8_t)(i * 13 + 7);
+	memcpy(fn_frame, fn_payload, sizeof(fn_frame));
 	return 0;
 }
 
@@ -239,7 +175,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct virtio_net *n;
 	struct virtio_dev *d;
 	struct vnet_stats st;
-	struct fn_be *be;
+	struct fake_be *be;
+	unsigned nframes;
 	uint8_t h[FN_HDR] = { 0 };
 	char err[256];
 
@@ -250,18 +187,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	gm_init_fake(&gm, FN_GPA, ram, FN_RAM);
 	fn_parse(ram + 0xf10, 0x1000 - 0xf10);
 
-	be = calloc(1, sizeof(*be));
-	if (!be)
-		abort();
-	be->be.ops = &fn_ops;
-	be->be.kind = "fuzz";
-	be->be.vnet_hdr = h[0] & 1;
-	be->be.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	be->hdr = h + 20;
-	be->nframes = h[3] % 9;
+	be = fb_new(h[0] & 1);    /* the shared fake (tests/unit/fakes.c) */
+	be->record = false;       /* count and touch every byte; no copies */
+	be->strict = true;        /* sane frame sizes, 1..1025 iovecs */
+	be->max_iov = 1025;
+	be->oversize_ok = true;   /* a frame larger than the receive buffers is -EMSGSIZE */
 	be->eagain = (h[0] & 64) ? 1 : 0;
-	for (unsigned i = 0; i < be->nframes; i++)
-		be->len[i] = (uint32_t)(h[4 + 2 * i] | h[5 + 2 * i] << 8) % (NET_VNET_HDR_LEN + NET_MAX_FRAME + 1);
+	memcpy(fn_frame, be->be.vnet_hdr ? h + 20 : fn_payload, NET_VNET_HDR_LEN);
+	nframes = h[3] % 9;
+	for (unsigned i = 0; i < nframes; i++)
+		fb_push(be, fn_frame, (size_t)(h[4 + 2 * i] | h[5 + 2 * i] << 8) % (NET_VNET_HDR_LEN + NET_MAX_FRAME + 1));
 	cfg.custom = &be->be;
 	if (vnet_new(&n, &cfg, &gm, err, sizeof(err)) < 0)
 		abort();
@@ -279,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	vnet_get_stats(n, &st);
-	if (st.rx_packets + st.rx_dropped > be->nframes)
+	if (st.rx_packets + st.rx_dropped > nframes)
 		abort();
 	vnet_free(n);
 	return 0;

@@ -20,6 +20,7 @@
 
 #include "mem/gm.h"
 #include "virtio/queue.h"
+#include "mem/gm_test.h"
 
 #define FQ_GPA 0x10000ull
 #define FQ_RAM (64u << 10)

@@ -14,43 +14,14 @@
 #include "devices/virtio/rng.h"
 #include "loop/loop.h"
 #include "virtio/pci.h"
+#include "mem/gm_test.h"
+
+#include "fakes.h"
 
 #define RAM_GPA  0x100000ull
 #define RAM_SIZE 0x10000ull
 #define BAR0     0xc0000000ull
 #define BAR2     0xc0010000ull
-
-static unsigned routes;
-
-static int f_alloc(void *o)
-{
-	return routes < 64 ? (int)(24 + routes++) : -ENOSPC;
-}
-
-static int f_set(void *o, unsigned gsi, uint64_t addr, uint32_t data)
-{
-	if (gsi < 24 || gsi >= 24 + 64)
-		abort();   /* the transport must only touch routes it allocated */
-	return 0;
-}
-
-static void f_free(void *o, unsigned gsi)
-{
-}
-
-static int f_irqfd(void *o, int fd, unsigned gsi, bool assign)
-{
-	if (fd < 0)
-		abort();
-	return 0;
-}
-
-static int f_ioeventfd(void *o, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign)
-{
-	return 0;
-}
-
-static const struct msi_host_ops ops = { f_alloc, f_set, f_free, f_irqfd, f_ioeventfd };
 
 static uint64_t take(const uint8_t **p, size_t *n, unsigned bytes)
 {
@@ -64,7 +35,8 @@ static uint64_t take(const uint8_t **p, size_t *n, unsigned bytes)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const unsigned sizes[] = { 1, 2, 4, 8 };
-	struct msi_host msi = { &ops, NULL };
+	struct fake_msi fm;
+	struct msi_host msi;
 	struct bus pio, mmio;
 	struct pci_host host;
 	struct guest_mem gm;
@@ -76,7 +48,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!rng || !vp || !loop || !ram)
 		abort();
-	routes = 0;
+	/* GSIs 24.. like the VMM's; the transport must only touch routes it allocated. */
+	fake_msi_init(&fm, 24, &msi);
+	fm.max_routes = 64;
+	fm.strict = true;
 	memcpy(ram, data, ram_len);
 	data += ram_len;
 	size -= ram_len;

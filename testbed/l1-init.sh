@@ -38,6 +38,11 @@ fi
 rc=$?
 echo "TESTBED-STATUS: $rc"
 sync
+# poweroff -f does not wait for the serial port: what the tty still holds
+# (the end of the test's output, the status line) would be lost. stty
+# re-applying the console's own settings uses TCSETSW, which waits until the
+# output has left the UART.
+m=$(stty -F /dev/console -g 2>/dev/null) && stty -F /dev/console "$m" 2>/dev/null
 poweroff -f
 # Not reached; if it were, init exiting panics the kernel and, with panic=-1
 # and QEMU's -no-reboot, QEMU exits.

@@ -67,6 +67,21 @@ LOADER
     chmod 0755 "$root/bin/testbed-load-modules"
 fi
 
+# `reboot -f` and `poweroff -f` end the VM at once: whatever the console's
+# tty still holds (the 8250 and hvc drivers send from a buffer, paced by
+# interrupts) is lost, and with it the last lines a test printed. Re-applying
+# a tty's own settings makes stty use TCSETSW, which returns once the output
+# has left the device. Every L2 /init calls this before it ends the VM.
+cat >"$root/bin/testbed-drain" <<'DRAIN'
+#!/bin/sh
+# Wait until what was written to the console (and to the ttys named) is sent.
+for t in /dev/console "$@"; do
+    m=$(stty -F "$t" -g 2>/dev/null) && stty -F "$t" "$m" 2>/dev/null
+done
+exit 0
+DRAIN
+chmod 0755 "$root/bin/testbed-drain"
+
 for spec in "${pos[@]:2}"; do
     tb_add_path "$root" "$spec"
 done

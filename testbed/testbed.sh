@@ -177,9 +177,23 @@ timeout --kill-after=10 "$timeout" "$qemu" \
     -append "console=ttyS0 quiet panic=-1 $append" \
     </dev/null >"$work/qemu.out" 2>&1 &
 qpid=$!
-# Stream the console while QEMU runs; tail exits (after a last read) once
-# QEMU is gone.
-tail -n +1 -F --pid="$qpid" "$log" 2>/dev/null | sed -u 's/\r//g' || true
+# Stream the console while QEMU runs, then once more after it is gone, from
+# the last offset copied: every byte of the log reaches stdout. (tail -F
+# --pid decides on its own when its last read was; callers parse stdout,
+# and a test's last lines must not depend on that race.)
+copied=0
+tb_copy_new() {
+    local size
+    size=$(stat -c %s "$log" 2>/dev/null) || return 0
+    [ "$size" -gt "$copied" ] || return 0
+    tail -c +"$((copied + 1))" "$log" | head -c "$((size - copied))" | tr -d '\r'
+    copied=$size
+}
+while kill -0 "$qpid" 2>/dev/null; do
+    tb_copy_new
+    sleep 0.5
+done
+tb_copy_new
 qrc=0
 wait "$qpid" || qrc=$?
 qpid=

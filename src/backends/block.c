@@ -33,6 +33,7 @@
  * when the flush is issued are not covered, and need not be.
  */
 #include "backends/block.h"
+#include "backends/block_test.h"   /* block_set_fault is defined here, for tests only */
 #include "util/log.h"
 
 #include <errno.h>

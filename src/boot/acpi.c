@@ -1,10 +1,11 @@
 /*
  * ACPI tables (ACPI 6.x): RSDP -> XSDT -> {FADT -> DSDT, MADT, MCFG}.
  * The platform is HW-reduced: no PM1/GPE blocks, no SCI, power-off through
- * the sleep control register, reboot through the i8042 (no RESET_REG).
- * Everything is built in a host buffer and copied to LAYOUT_ACPI_ADDR,
- * which lies inside the e820-reserved area below 1 MiB where legacy RSDP
- * scanning also finds it.
+ * the sleep control register, reset through the FADT reset register (port
+ * 0xCF9 of the PCI host). Everything is built in a host buffer and copied
+ * to LAYOUT_ACPI_ADDR, which lies inside the e820-reserved area below 1 MiB
+ * where legacy RSDP scanning also finds it. The last 16 bytes of that area
+ * are the real-mode reset vector (see acpi_reset_vector).
  */
 #include "boot/acpi.h"
 #include "boot/aml.h"
@@ -90,6 +91,7 @@ _Static_assert(__builtin_offsetof(struct acpi_fadt, flags) == 112, "FADT layout"
 _Static_assert(__builtin_offsetof(struct acpi_fadt, x_dsdt) == 140, "FADT layout");
 _Static_assert(__builtin_offsetof(struct acpi_fadt, sleep_control_reg) == 244, "FADT layout");
 
+#define FADT_RESET_REG_SUP    (1u << 10)
 #define FADT_HW_REDUCED_ACPI  (1u << 20)
 #define FADT_BOOT_LEGACY_DEVICES (1u << 0)
 #define FADT_BOOT_8042        (1u << 1)   /* Linux probes the i8042 only with this */
@@ -415,7 +417,7 @@ static void gas_io8(struct acpi_gas *g, uint16_t port)
 	g->address = htole64(port);
 }
 
-static uint64_t fadt_build(struct acpi_area *a, uint64_t dsdt)
+static uint64_t fadt_build(struct acpi_area *a, uint64_t dsdt, bool pci)
 {
 	struct acpi_fadt f;
 
@@ -423,8 +425,13 @@ static uint64_t fadt_build(struct acpi_area *a, uint64_t dsdt)
 	sdt_header(&f.hdr, "FACP", sizeof(f), 6);
 	f.dsdt = htole32((uint32_t)dsdt);
 	f.x_dsdt = htole64(dsdt);
-	f.flags = htole32(FADT_HW_REDUCED_ACPI);
+	f.flags = htole32(FADT_HW_REDUCED_ACPI | (pci ? FADT_RESET_REG_SUP : 0));
 	f.iapc_boot_arch = htole16(FADT_BOOT_LEGACY_DEVICES | FADT_BOOT_8042);
+	/* RST_CPU | SYS_RST through the PCI host's reset control register. */
+	if (pci) {
+		gas_io8(&f.reset_reg, ACPI_RESET_PORT);
+		f.reset_value = ACPI_RESET_VALUE;
+	}
 	f.minor_version = 5;
 	gas_io8(&f.sleep_control_reg, LAYOUT_PORT_ACPI_PM);
 	gas_io8(&f.sleep_status_reg, LAYOUT_PORT_ACPI_PM + 1);
@@ -505,9 +512,31 @@ static uint64_t mcfg_build(struct acpi_area *a)
 	return area_put_table(a, t, sizeof(t));
 }
 
+_Static_assert(LAYOUT_ACPI_ADDR + LAYOUT_ACPI_SIZE == ACPI_RESET_VECTOR + 16,
+	       "the reset vector is the last 16 bytes of the firmware area");
+
+/*
+ * 16-bit code at F000:FFF0 for a guest that jumps to the reset vector as it
+ * would on a PC whose BIOS then resets the machine: write the reset value to
+ * the reset port, then halt should the write not end the VM.
+ */
+static int acpi_reset_vector(struct guest_mem *gm)
+{
+	static const uint8_t stub[16] = {
+		0xfa,                                         /* cli */
+		0xba, ACPI_RESET_PORT & 0xff, ACPI_RESET_PORT >> 8, /* mov dx, port */
+		0xb0, ACPI_RESET_VALUE,                       /* mov al, value */
+		0xee,                                         /* out dx, al */
+		0xf4,                                         /* 1: hlt */
+		0xeb, 0xfd,                                   /* jmp 1b */
+	};
+
+	return gm_write(gm, ACPI_RESET_VECTOR, stub, sizeof(stub));
+}
+
 int acpi_build(struct guest_mem *gm, const struct acpi_config *cfg, uint64_t *rsdp_gpa)
 {
-	struct acpi_area area = { .size = LAYOUT_ACPI_SIZE };
+	struct acpi_area area = { .size = LAYOUT_ACPI_SIZE - 16 };
 	struct acpi_rsdp rsdp;
 	struct acpi_sdt_hdr xh;
 	struct aml dsdt;
@@ -535,7 +564,7 @@ int acpi_build(struct guest_mem *gm, const struct acpi_config *cfg, uint64_t *rs
 	xsdt_len = sizeof(xh) + (cfg->pci ? 3 : 2) * sizeof(uint64_t);
 	xsdt_off = area_alloc(&area, xsdt_len);
 	dsdt_gpa = area_put_table(&area, dsdt.buf, dsdt.len);
-	tables[ntables++] = fadt_build(&area, dsdt_gpa);
+	tables[ntables++] = fadt_build(&area, dsdt_gpa, cfg->pci);
 	tables[ntables++] = madt_build(&area, cfg->ncpus);
 	if (cfg->pci)
 		tables[ntables++] = mcfg_build(&area);
@@ -564,6 +593,8 @@ int acpi_build(struct guest_mem *gm, const struct acpi_config *cfg, uint64_t *rs
 	memcpy(area.buf + rsdp_off, &rsdp, sizeof(rsdp));
 
 	rc = gm_write(gm, LAYOUT_ACPI_ADDR, area.buf, area.used);
+	if (!rc && cfg->pci)
+		rc = acpi_reset_vector(gm);
 	if (rc)
 		goto out;
 	*rsdp_gpa = LAYOUT_ACPI_ADDR + rsdp_off;

@@ -82,9 +82,9 @@ static const char usage_text[] =
 	"\n"
 	"Console: on a terminal, input goes to the guest; Ctrl-A x quits, Ctrl-A Ctrl-A\n"
 	"sends Ctrl-A.\n"
-	"Exit status: 0 when the guest resets (reboot -f) or powers off, the byte a test\n"
-	"guest wrote to the debug-exit port 0x501, 1 on errors (including a triple fault),\n"
-	"2 on usage errors, 128+N after signal N.\n";
+	"Exit status: 0 when the guest resets (reboot -f, any reboot= type, a triple\n"
+	"fault) or powers off, the byte a test guest wrote to the debug-exit port 0x501,\n"
+	"1 on errors, 2 on usage errors, 128+N after signal N.\n";
 
 int cli_parse_size(const char *s, uint64_t *out)
 {

@@ -1,8 +1,9 @@
 /*
- * vCPU threads: register setup for each boot mode, the KVM_RUN loop, and
- * the decoding of every exit reason into a bus access or a VM stop.
+ * vCPU threads: register setup for each boot mode and the KVM_RUN loop,
+ * which acts on exit_decode()'s verdict for every exit (core/exit.c).
  */
 #include "core/vcpu.h"
+#include "core/exit.h"
 #include "mem/layout.h"
 #include "util/log.h"
 
@@ -336,60 +337,6 @@ void vcpu_dump(struct vcpu *v, FILE *out)
 	fprintf(out, "\n");
 }
 
-static void vcpu_handle_io(struct vcpu *v)
-{
-	struct kvm_run *run = v->run;
-	uint8_t *data = (uint8_t *)run + run->io.data_offset;
-	unsigned size = run->io.size;
-
-	/* data_offset comes from the kernel, but keep every access inside the run area. */
-	if (run->io.data_offset + (uint64_t)size * run->io.count > (uint64_t)v->vm->kvm->vcpu_mmap_size)
-		return;
-	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
-		uint64_t val = 0;
-
-		if (run->io.direction == KVM_EXIT_IO_OUT) {
-			memcpy(&val, data, size);
-			v->stats.io_out++;
-			bus_write(&v->vm->pio, run->io.port, size, val);
-		} else {
-			v->stats.io_in++;
-			bus_read(&v->vm->pio, run->io.port, size, &val);
-			memcpy(data, &val, size);
-		}
-	}
-}
-
-static void vcpu_handle_mmio(struct vcpu *v)
-{
-	struct kvm_run *run = v->run;
-	unsigned len = run->mmio.len;
-	uint64_t val = 0;
-
-	if (len == 0 || len > 8)
-		return;
-	if (run->mmio.is_write) {
-		memcpy(&val, run->mmio.data, len);
-		v->stats.mmio_write++;
-		bus_write(&v->vm->mmio, run->mmio.phys_addr, len, val);
-	} else {
-		v->stats.mmio_read++;
-		bus_read(&v->vm->mmio, run->mmio.phys_addr, len, &val);
-		memcpy(run->mmio.data, &val, len);
-	}
-}
-
-static const char *internal_suberror_name(uint32_t sub)
-{
-	switch (sub) {
-	case KVM_INTERNAL_ERROR_EMULATION: return "instruction emulation failed";
-	case KVM_INTERNAL_ERROR_SIMUL_EX: return "exception while delivering an exception";
-	case KVM_INTERNAL_ERROR_DELIVERY_EV: return "event delivery failed";
-	case KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: return "unexpected exit reason";
-	default: return "unknown suberror";
-	}
-}
-
 static void vcpu_fatal(struct vcpu *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* One message, one register dump, then the whole VM stops with status 1. */
@@ -408,85 +355,37 @@ static void vcpu_fatal(struct vcpu *v, const char *fmt, ...)
 	vm_request_stop(v->vm, VM_STOP_ERROR, 1);
 }
 
-static void vcpu_internal_error(struct vcpu *v)
-{
-	struct kvm_run *run = v->run;
-	char extra[256] = "";
-	size_t n = 0;
-
-	for (uint32_t i = 0; i < run->internal.ndata && i < 16 && n < sizeof(extra) - 20; i++)
-		n += (size_t)snprintf(extra + n, sizeof(extra) - n, " %#llx",
-				      (unsigned long long)run->internal.data[i]);
-	vcpu_fatal(v, "KVM internal error %u (%s)%s%s%s", run->internal.suberror,
-		   internal_suberror_name(run->internal.suberror), n ? ", data:" : "", extra,
-		   run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && !v->vm->kvm->hw_virt ?
-			   " — this host's KVM has no hardware virtualization and its instruction "
-			   "emulator cannot run this guest code (see the test bed, testbed/README.md)" : "");
-}
-
-static void vcpu_system_event(struct vcpu *v)
-{
-	switch (v->run->system_event.type) {
-	case KVM_SYSTEM_EVENT_SHUTDOWN:
-		vm_request_stop(v->vm, VM_STOP_POWEROFF, 0);
-		break;
-	case KVM_SYSTEM_EVENT_RESET:
-		vm_request_stop(v->vm, VM_STOP_RESET, 0);
-		break;
-	case KVM_SYSTEM_EVENT_CRASH:
-		vcpu_fatal(v, "guest reported a crash (system event)");
-		break;
-	default:
-		log_warn("vcpu", "vCPU %u: system event %u ignored", v->id, v->run->system_event.type);
-		break;
-	}
-}
-
 /* Returns false when the loop must end. */
 static bool vcpu_handle_exit(struct vcpu *v)
 {
-	struct kvm_run *run = v->run;
-	unsigned reason = run->exit_reason;
+	const struct exit_env env = {
+		.pio = &v->vm->pio, .mmio = &v->vm->mmio, .stats = &v->stats,
+		.hw_virt = v->vm->kvm->hw_virt,
+	};
+	struct exit_verdict verdict;
 
-	v->stats.exits[reason < KVM_EXIT_REASON_MAX ? reason : 0]++;
-	switch (reason) {
-	case KVM_EXIT_IO:
-		vcpu_handle_io(v);
+	exit_decode(v->run, (size_t)v->vm->kvm->vcpu_mmap_size, &env, &verdict);
+	switch (verdict.action) {
+	case EXIT_CONTINUE:
 		return true;
-	case KVM_EXIT_MMIO:
-		vcpu_handle_mmio(v);
-		return true;
-	case KVM_EXIT_HLT: {
+	case EXIT_HALTED: {
 		/* Only without an in-kernel LAPIC; keep the vCPU parked cheaply. */
 		struct timespec ts = { 0, 1000000 };
 
 		nanosleep(&ts, NULL);
 		return true;
 	}
-	case KVM_EXIT_INTR:
-		return true;
-	case KVM_EXIT_SHUTDOWN:
-		vcpu_fatal(v, "triple fault (KVM_EXIT_SHUTDOWN): the guest reset the CPU by faulting "
-			      "with no usable exception handler");
-		return false;
-	case KVM_EXIT_SYSTEM_EVENT:
-		vcpu_system_event(v);
-		return false;
-	case KVM_EXIT_FAIL_ENTRY:
-		vcpu_fatal(v, "VM entry failed, hardware reason %#llx on host CPU %u",
-			   (unsigned long long)run->fail_entry.hardware_entry_failure_reason,
-			   run->fail_entry.cpu);
-		return false;
-	case KVM_EXIT_INTERNAL_ERROR:
-		vcpu_internal_error(v);
-		return false;
-	case KVM_EXIT_IRQ_WINDOW_OPEN:
-	case KVM_EXIT_IOAPIC_EOI:
-		return true;
-	default:
-		vcpu_fatal(v, "unhandled exit reason %u (%s)", reason, kvm_exit_reason_name(reason));
-		return false;
+	case EXIT_STOP:
+		break;
 	}
+	/* The first stop request wins; later ones (other vCPUs) say nothing. */
+	if (verdict.msg[0] && !vm_stopping(v->vm)) {
+		fprintf(stderr, "\nkestrel: vCPU %u: %s\n", v->id, verdict.msg);
+		if (verdict.dump)
+			vcpu_dump(v, stderr);
+	}
+	vm_request_stop(v->vm, verdict.reason, verdict.status);
+	return false;
 }
 
 /*

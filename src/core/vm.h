@@ -40,11 +40,11 @@ struct vcpu {
 
 enum vm_stop_reason {
 	VM_STOP_NONE = 0,
-	VM_STOP_RESET,        /* guest reset (i8042, triple fault is separate) */
+	VM_STOP_RESET,        /* guest reset (i8042, 0xCF9, ACPI reset register, triple fault) */
 	VM_STOP_POWEROFF,     /* ACPI S5 or KVM system event */
 	VM_STOP_DEBUG_EXIT,   /* test guest wrote the debug-exit port */
 	VM_STOP_USER,         /* Ctrl-A x, signal */
-	VM_STOP_ERROR,        /* triple fault, emulation failure, ... */
+	VM_STOP_ERROR,        /* emulation failure, failed VM entry, ... */
 };
 
 struct vm {

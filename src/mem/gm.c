@@ -1,4 +1,5 @@
 #include "mem/gm.h"
+#include "mem/gm_test.h"   /* gm_init_fake is defined here, for tests only */
 #include "mem/layout.h"
 #include "util/file.h"
 #include "util/log.h"

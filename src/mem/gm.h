@@ -66,9 +66,6 @@ void gm_exit(struct guest_mem *gm);
  */
 int gm_init_file(struct guest_mem *gm, uint64_t ram_size, const char *path, char *err, size_t errlen);
 
-/* Test helper: describe caller-owned memory as one region at `gpa`. */
-void gm_init_fake(struct guest_mem *gm, uint64_t gpa, void *host, uint64_t size);
-
 /*
  * Host pointer for [gpa, gpa+len), or NULL if the range overflows or is not
  * entirely inside one RAM region. len 0 is treated as 1.

@@ -31,7 +31,7 @@ nc 192.0.2.1 5001 </tmp/up
 n=0; until nc 192.0.2.1 5002 >/tmp/down </dev/null 2>/dev/null || [ $n -ge 10 ]; do sleep 1; n=$((n + 1)); done
 echo "KESTREL-E2E from-host-md5=$(md5sum </tmp/down | cut -d' ' -f1) size=$(wc -c </tmp/down)"
 grep -e e1000 -e eth /proc/interrupts | sed 's/^/KESTREL-E2E irq /'
-sleep 2
+testbed-drain
 reboot -f
 EOF2
 

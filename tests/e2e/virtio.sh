@@ -89,6 +89,7 @@ wget -q -O /tmp/blob http://10.0.2.2:8080/blob && echo "KESTREL-E2E blob-md5=$(m
 grep -i virtio /proc/interrupts | sed 's/^/KESTREL-E2E irq /'
 echo "KESTREL-E2E ready-for-input"
 if read -t 120 line; then echo "KESTREL-E2E hvc-input=$line"; else echo "KESTREL-E2E hvc-input=none"; fi
+testbed-drain
 reboot -f
 EOF2
 

@@ -106,10 +106,25 @@ run hello-file --kernel "$G/guest-hello.elf" --console "file:$T/console.txt" --c
 expect_rc console-file-status "0"
 expect_out console-file-content "$T/console.txt" "kestrel-guest: hello"
 
+# A triple fault is a reset (Linux's reboot=t): status 0, a line saying so and the
+# registers (it is also how a broken guest dies).
 run triple --kernel "$G/guest-hello.elf" --cmdline "mode=triplefault"
-expect_rc triple-fault-status "1"
-expect_out triple-fault-message "$err" "triple fault"
+expect_rc triple-fault-status "0"
+expect_out triple-fault-message "$err" "triple fault.*reset"
 expect_out triple-fault-regdump "$err" "rip="
+
+# Every reset path Linux tries ends the VM with status 0 (guest-reset ends with 99 if the reset was missed):
+# the FADT reset register, the i8042 pulse, PCI 0xCF9, a triple fault, and the real-mode
+# reset vector F000:FFF0 (Linux's default on HW-reduced ACPI without EFI ends there).
+for via in acpi kbd cf9 triple vector; do
+	run "reset-$via" --kernel "$G/guest-reset.elf" --cmdline "via=$via"
+	expect_rc "reset-$via-exits-0" "0"
+	expect_out "reset-$via-ran" "$out" "kestrel-guest: reset via $via"
+done
+run reset-acpi-fadt --kernel "$G/guest-reset.elf" --cmdline "via=acpi"
+expect_out reset-acpi-uses-fadt-register "$out" "ACPI reset: 0x6 to port 0xcf9"
+run reset-missed --kernel "$G/guest-reset.elf" --cmdline "via=none"
+expect_rc reset-guest-reports-a-missed-reset "99"
 
 # A halted guest keeps the VMM alive until a signal ends it (128+15).
 timeout -s TERM 3 "$KESTREL" run --kernel "$G/guest-hello.elf" --cmdline "mode=hlt" >"$T/hlt.out" 2>"$T/hlt.err" </dev/null

@@ -19,6 +19,7 @@
 #include "boot/aml.h"
 #include "mem/gm.h"
 #include "mem/layout.h"
+#include "mem/gm_test.h"
 
 #include "boot_images.h"   /* ti_r16/32/64 */
 
@@ -190,6 +191,53 @@ static void test_fadt(void **state)
 	check_gas_io8(t + 244, LAYOUT_PORT_ACPI_PM);            /* SLEEP_CONTROL_REG */
 	check_gas_io8(t + 256, LAYOUT_PORT_ACPI_PM + 1);        /* SLEEP_STATUS_REG */
 	assert_memory_equal(t + 268, "KESTREL", 7);             /* hypervisor vendor */
+}
+
+/* With the PCI host, the reset register is its 0xCF9 (Linux: reboot=a, acpi_reboot()). */
+static void test_fadt_reset_register(void **state)
+{
+	struct fx *f = *state;
+	uint64_t rsdp = build(f, 1, 1);
+	const uint8_t *t = find_table(f, rsdp, "FACP");
+
+	assert_non_null(t);
+	assert_true(t[8] >= 2);                                 /* RESET_REG exists from revision 2 */
+	assert_true(ti_r32(t + 112) & (1u << 10));              /* RESET_REG_SUP */
+	check_gas_io8(t + 116, 0xcf9);                          /* RESET_REG */
+	assert_int_equal(t[128], 0x06);                         /* RESET_VALUE: SYS_RST | RST_CPU */
+	assert_int_equal(ACPI_RESET_PORT, 0xcf9);
+	assert_int_equal(ACPI_RESET_VALUE, 0x06);
+	assert_int_equal(sum(t, 276), 0);
+}
+
+/*
+ * F000:FFF0 holds 16-bit code that writes the FADT's reset value to its
+ * reset register: Linux's default reboot on a HW-reduced platform without
+ * EFI ends with a jump there. Checked byte by byte against the FADT.
+ */
+static void test_reset_vector(void **state)
+{
+	struct fx *f = *state;
+	uint64_t rsdp = build(f, 1, 1);
+	const uint8_t *t = find_table(f, rsdp, "FACP");
+	const uint8_t *v = at(f, 0xffff0, 16);
+	uint16_t port = (uint16_t)ti_r64(t + 116 + 4);
+
+	assert_int_equal(ACPI_RESET_VECTOR, 0xffff0);
+	assert_int_equal(v[0], 0xfa);                           /* cli */
+	assert_int_equal(v[1], 0xba);                           /* mov dx, imm16 */
+	assert_int_equal(v[2] | v[3] << 8, port);
+	assert_int_equal(v[4], 0xb0);                           /* mov al, imm8 */
+	assert_int_equal(v[5], t[128]);
+	assert_int_equal(v[6], 0xee);                           /* out dx, al */
+	assert_int_equal(v[7], 0xf4);                           /* hlt */
+	assert_int_equal(v[8], 0xeb);                           /* jmp rel8 ... */
+	assert_int_equal(10 + (int8_t)v[9], 7);                 /* ... back to the hlt */
+
+	/* Without the PCI host there is no reset port, and no stub. */
+	build(f, 1, 0);
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(f->ram[0xffff0 + i], 0);
 }
 
 /* ---- MADT ---------------------------------------------------------------- */
@@ -767,8 +815,9 @@ static void test_size_limit(void **state)
 	}
 	end = dsdt + ti_r32(at(f, dsdt, 36) + 4) > end ? dsdt + ti_r32(at(f, dsdt, 36) + 4) : end;
 	assert_true(end <= LAYOUT_ACPI_ADDR + LAYOUT_ACPI_SIZE);
-	/* Nothing written past the tables. */
-	for (uint64_t a = end; a < LAYOUT_ACPI_ADDR + LAYOUT_ACPI_SIZE; a++)
+	/* The tables stay clear of the reset vector; nothing else is written past them. */
+	assert_true(end <= ACPI_RESET_VECTOR);
+	for (uint64_t a = end; a < ACPI_RESET_VECTOR; a++)
 		if (f->ram[a])
 			fail_msg("byte at 0x%llx written past the tables", (unsigned long long)a);
 	/* The largest configuration fits too. */
@@ -920,6 +969,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_chain_and_checksums, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_no_pci, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_fadt, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_fadt_reset_register, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_reset_vector, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_madt, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_mcfg, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_dsdt_s5_and_com1, fx_setup, fx_teardown),

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "backends/block.h"
+#include "backends/block_test.h"
 
 #define MiB (1u << 20)
 

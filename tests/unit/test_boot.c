@@ -20,6 +20,7 @@
 #include "boot/boot.h"
 #include "mem/gm.h"
 #include "mem/layout.h"
+#include "mem/gm_test.h"
 
 #include "boot_images.h"
 

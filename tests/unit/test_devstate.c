@@ -30,6 +30,9 @@
 #include "mem/gm.h"
 #include "snapshot/snap.h"
 #include "util/log.h"
+#include "mem/gm_test.h"
+
+#include "fakes.h"
 
 /* ---- a section through the real file format ---- */
 
@@ -625,104 +628,15 @@ enum {
 
 static const uint8_t MAC[6] = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef };
 
-/* A backend that records what is sent, hands out queued frames, and can say EAGAIN. */
-struct fbe {
-	struct net_backend be;
-	uint8_t out[8][2048];
-	size_t out_len[8];
-	unsigned nout, eagain;
-	uint8_t in[2048];
-	size_t in_len;
-	bool has_in;
-};
-
-static ssize_t fbe_send(struct net_backend *be, const struct iovec *iov, int n)
-{
-	struct fbe *f = (struct fbe *)be;
-	size_t len = 0;
-
-	if (f->eagain) {
-		f->eagain--;
-		return -EAGAIN;
-	}
-	assert_true(f->nout < 8);
-	for (int i = 0; i < n; i++) {
-		assert_true(len + iov[i].iov_len <= sizeof(f->out[0]));
-		memcpy(f->out[f->nout] + len, iov[i].iov_base, iov[i].iov_len);
-		len += iov[i].iov_len;
-	}
-	f->out_len[f->nout++] = len;
-	return (ssize_t)len;
-}
-
-static ssize_t fbe_recv(struct net_backend *be, void *buf, size_t cap)
-{
-	struct fbe *f = (struct fbe *)be;
-	uint64_t v;
-
-	if (!f->has_in)
-		return -EAGAIN;
-	f->has_in = false;
-	if (read(be->fd, &v, sizeof(v)) < 0)
-		return -EIO;
-	memcpy(buf, f->in, f->in_len);
-	return (ssize_t)f->in_len;
-}
-
-static void fbe_free(struct net_backend *be)
-{
-	close(be->fd);
-	free(be);
-}
-
-static const struct net_backend_ops fbe_ops = { .send = fbe_send, .recv = fbe_recv, .free = fbe_free };
-
-struct fmsi {
-	unsigned next_gsi, routes_set;
-	uint64_t addr;
-	uint32_t data;
-	int irqfd;
-};
-
-static int fmsi_alloc(void *o)
-{
-	return (int)((struct fmsi *)o)->next_gsi++;
-}
-
-static int fmsi_set(void *o, unsigned gsi, uint64_t addr, uint32_t data)
-{
-	struct fmsi *m = o;
-
-	m->addr = addr;
-	m->data = data;
-	m->routes_set++;
-	return 0;
-}
-
-static void fmsi_free(void *o, unsigned gsi)
-{
-}
-
-static int fmsi_irqfd(void *o, int fd, unsigned gsi, bool assign)
-{
-	((struct fmsi *)o)->irqfd = assign ? fd : -1;
-	return 0;
-}
-
-static int fmsi_ioeventfd(void *o, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign)
-{
-	return 0;
-}
-
-static const struct msi_host_ops fmsi_ops = { fmsi_alloc, fmsi_set, fmsi_free, fmsi_irqfd, fmsi_ioeventfd };
+/* The backend and the MSI host are the shared fakes (fakes.c). */
 
 struct nic {
 	struct bus pio, mmio;
 	struct pci_host host;
 	struct guest_mem gm;
 	uint8_t *ram;
-	struct fbe *be;
-	struct fmsi fm;
+	struct fake_be *be;
+	struct fake_msi fm;
 	struct msi_host msi;
 	struct line line;
 	struct irq intx;
@@ -767,15 +681,10 @@ static struct nic *nic_new(bool with_msi, bool program)
 	n->ram = calloc(1, RAM_SIZE);
 	assert_non_null(n->ram);
 	gm_init_fake(&n->gm, RAM_GPA, n->ram, RAM_SIZE);
-	n->be = calloc(1, sizeof(*n->be));
-	assert_non_null(n->be);
-	n->be->be.ops = &fbe_ops;
-	n->be->be.kind = "fake";
-	n->be->be.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	assert_true(n->be->be.fd >= 0);
+	n->be = fb_new(false);
 	n->fm.next_gsi = 40;
 	n->fm.irqfd = -1;
-	n->msi = (struct msi_host){ &fmsi_ops, &n->fm };
+	n->msi = (struct msi_host){ &fake_msi_ops, &n->fm };
 	memcpy(cfg.mac, MAC, 6);
 	cfg.backend = &n->be->be;
 	assert_int_equal(e1000_new(&n->e, &cfg, &n->gm, with_msi ? &n->msi : NULL, err, sizeof(err)), 0);
@@ -886,7 +795,7 @@ static void test_e1000_roundtrip(void **state)
 	frame(nram(a, TXB), 100, 1);
 	txd(a, 0, TXB, 100, 0x09);
 	nwr(a, TDT, 1);                                  /* no loop: sent inline */
-	assert_int_equal(a->be->nout, 1);
+	assert_int_equal(a->be->out_count, 1);
 	assert_int_equal(eventfd_read(a->fm.irqfd, &v), 0);   /* TXDW as an MSI */
 	nwr(a, RDLEN, 8 * 16);
 	nwr(a, RDBAL, (uint32_t)RXR);
@@ -930,12 +839,12 @@ static void test_e1000_roundtrip(void **state)
 	nwr(b, TDT, 2);
 	usleep(2000);                                    /* past ITR's interval, then any access delivers */
 	nrd(b, STATUS);
-	assert_int_equal(b->be->nout, 1);
-	assert_int_equal(b->be->out_len[0], 80);
-	assert_memory_equal(b->be->out[0], nram(b, TXB + 0x800), 80);
+	assert_int_equal(b->be->out_count, 1);
+	assert_int_equal(b->be->out[0].len, 80);
+	assert_memory_equal(b->be->out[0].data, nram(b, TXB + 0x800), 80);
 	assert_int_equal(nrd(b, TDH), 2);
 	assert_int_equal(eventfd_read(b->fm.irqfd, &v), 0);
-	assert_int_equal(a->be->nout, 1);
+	assert_int_equal(a->be->out_count, 1);
 	free(bl.p);
 	nic_free(a);
 	nic_free(b);
@@ -980,7 +889,7 @@ static void test_e1000_tx_pending(void **state)
 	a->be->eagain = 1000;
 	nwr(a, TDT, 2);
 	e1000_quiesce(a->e);
-	assert_int_equal(a->be->nout, 0);
+	assert_int_equal(a->be->out_count, 0);
 	assert_int_equal(nrd(a, TDH), 1);                /* held after the first frame */
 
 	bl = SAVE(e1000_save, a->e, E1000_SNAP_VERSION);
@@ -988,10 +897,10 @@ static void test_e1000_tx_pending(void **state)
 	memset(nram(b, TXB), 0, 300);                     /* the frame must come from the snapshot */
 	LOAD_OK(e1000_load, b->e, &bl);
 	e1000_poll(b->e);
-	assert_int_equal(b->be->nout, 2);
-	assert_int_equal(b->be->out_len[0], 300);
-	assert_memory_equal(b->be->out[0], nram(a, TXB), 300);
-	assert_int_equal(b->be->out_len[1], 200);
+	assert_int_equal(b->be->out_count, 2);
+	assert_int_equal(b->be->out[0].len, 300);
+	assert_memory_equal(b->be->out[0].data, nram(a, TXB), 300);
+	assert_int_equal(b->be->out[1].len, 200);
 	assert_int_equal(nrd(b, TDH), 2);
 	free(bl.p);
 	nic_free(a);
@@ -1013,16 +922,16 @@ static void test_e1000_quiesce(void **state)
 	}
 	nwr(a, IMS, ICR_TXDW);
 	nwr(a, TDT, 3);
-	assert_int_equal(a->be->nout, 0);                /* the loop never ran */
+	assert_int_equal(a->be->out_count, 0);                /* the loop never ran */
 	e1000_quiesce(a->e);
-	assert_int_equal(a->be->nout, 3);
+	assert_int_equal(a->be->out_count, 3);
 	assert_int_equal(nrd(a, TDH), 3);
 	for (unsigned i = 0; i < 3; i++)
 		assert_int_equal(nram(a, TXR + i * 16)[12] & 1, 1);   /* DD written back */
 	assert_true(a->line.level);
 	e1000_resume_work(a->e);
 	loop_run_once(l, 0);
-	assert_int_equal(a->be->nout, 3);
+	assert_int_equal(a->be->out_count, 3);
 	e1000_detach_loop(a->e);
 	loop_free(l);
 	nic_free(a);
@@ -1032,7 +941,7 @@ static void test_e1000_quiesce(void **state)
 static void test_e1000_rx_pending(void **state)
 {
 	struct nic *a = nic_new(false, true), *b = nic_new(false, false);
-	uint64_t one = 1;
+	uint8_t in[600];
 	struct blob bl;
 
 	for (unsigned i = 0; i < 8; i++) {
@@ -1045,12 +954,10 @@ static void test_e1000_rx_pending(void **state)
 	nwr(a, RDT, 0);
 	nwr(a, RCTL, (1u << 1) | (3u << 16) | (1u << 26));   /* EN, 256-byte buffers, strip the CRC */
 	nwr(a, RDT, 2);                                     /* two buffers: too few for 600 bytes */
-	frame(a->be->in, 600, 9);
-	a->be->in_len = 600;
-	a->be->has_in = true;
-	assert_int_equal(write(a->be->be.fd, &one, sizeof(one)), sizeof(one));
+	frame(in, 600, 9);
+	fb_push(a->be, in, 600);
 	e1000_poll(a->e);
-	assert_false(a->be->has_in);                        /* read, held in the device */
+	assert_int_equal(a->be->in_count, 0);               /* read, held in the device */
 	assert_int_equal(nrd(a, RDH), 0);
 
 	bl = SAVE(e1000_save, a->e, E1000_SNAP_VERSION);
@@ -1059,8 +966,8 @@ static void test_e1000_rx_pending(void **state)
 	nwr(b, IMS, ICR_RXT0);
 	nwr(b, RDT, 7);
 	assert_int_equal(nrd(b, RDH), 3);
-	assert_memory_equal(nram(b, RXB), a->be->in, 256);
-	assert_memory_equal(nram(b, RXB + 512), a->be->in + 512, 600 - 512);
+	assert_memory_equal(nram(b, RXB), in, 256);
+	assert_memory_equal(nram(b, RXB + 512), in + 512, 600 - 512);
 	assert_int_equal(nram(b, RXR + 2 * 16 + 8)[0], 600 - 512);   /* last descriptor's length */
 	assert_true(b->line.level);
 	free(bl.p);

@@ -22,6 +22,9 @@
 #include "loop/loop.h"
 #include "mem/gm.h"
 #include "util/log.h"
+#include "mem/gm_test.h"
+
+#include "fakes.h"
 
 #define RAM_GPA  0x100000ull
 #define RAM_SIZE (4u << 20)
@@ -63,167 +66,14 @@ enum {
 
 static const uint8_t MAC[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 
-/* ---- fake backend ---- */
-
-#define FB_MAX 64
-
-struct fb_frame {
-	uint8_t *data;
-	size_t len;
-};
-
-struct fake_be {
-	struct net_backend be;
-	struct fb_frame in[FB_MAX];    /* waiting for the guest, oldest first */
-	unsigned in_head, in_count;
-	struct fb_frame out[FB_MAX];   /* what the device sent (vnet header stripped) */
-	unsigned out_count;
-	unsigned recv_calls, eagain;
-	int offload_calls;
-	unsigned offloads;
-};
-
-static ssize_t fb_send(struct net_backend *be, const struct iovec *iov, int iovcnt)
-{
-	struct fake_be *f = (struct fake_be *)be;
-	size_t len = 0, off = 0, skip = be->vnet_hdr ? 12 : 0;
-	uint8_t *p;
-
-	if (f->eagain) {
-		f->eagain--;
-		return -EAGAIN;
-	}
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	p = malloc(len);
-	for (int i = 0; i < iovcnt; i++) {
-		memcpy(p + off, iov[i].iov_base, iov[i].iov_len);
-		off += iov[i].iov_len;
-	}
-	if (skip) {
-		/* The device does its offloads itself: the header must be all zeros. */
-		for (size_t i = 0; i < skip; i++)
-			assert_int_equal(p[i], 0);
-	}
-	assert_true(f->out_count < FB_MAX);
-	f->out[f->out_count].data = malloc(len - skip + 1);
-	memcpy(f->out[f->out_count].data, p + skip, len - skip);
-	f->out[f->out_count++].len = len - skip;
-	free(p);
-	return (ssize_t)len;
-}
-
-static ssize_t fb_recv(struct net_backend *be, void *buf, size_t cap)
-{
-	struct fake_be *f = (struct fake_be *)be;
-	struct fb_frame fr;
-	size_t skip = be->vnet_hdr ? 12 : 0;
-	uint64_t v;
-
-	f->recv_calls++;
-	if (!f->in_count)
-		return -EAGAIN;
-	fr = f->in[f->in_head];
-	f->in_head = (f->in_head + 1) % FB_MAX;
-	if (--f->in_count == 0 && read(be->fd, &v, sizeof(v)) < 0)
-		return -EIO;
-	assert_true(fr.len + skip <= cap);
-	memset(buf, 0, skip);
-	memcpy((uint8_t *)buf + skip, fr.data, fr.len);
-	free(fr.data);
-	return (ssize_t)(fr.len + skip);
-}
-
-static int fb_set_offload(struct net_backend *be, unsigned offloads)
-{
-	struct fake_be *f = (struct fake_be *)be;
-
-	f->offload_calls++;
-	f->offloads = offloads;
-	return 0;
-}
-
-static void fb_free(struct net_backend *be)
-{
-	struct fake_be *f = (struct fake_be *)be;
-
-	for (unsigned i = 0; i < f->in_count; i++)
-		free(f->in[(f->in_head + i) % FB_MAX].data);
-	for (unsigned i = 0; i < f->out_count; i++)
-		free(f->out[i].data);
-	close(be->fd);
-	free(f);
-}
-
-static const struct net_backend_ops fb_ops = {
-	.send = fb_send, .recv = fb_recv, .set_offload = fb_set_offload, .free = fb_free,
-};
-
-static struct fake_be *fb_new(bool vnet_hdr)
-{
-	struct fake_be *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	f->be.ops = &fb_ops;
-	f->be.kind = "fake";
-	f->be.vnet_hdr = vnet_hdr;
-	f->be.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	assert_true(f->be.fd >= 0);
-	return f;
-}
+/* ---- fake backend (fakes.c): frames without the vnet header ---- */
 
 static void fb_queue(struct fake_be *f, const uint8_t *frame, size_t len)
 {
-	uint64_t one = 1;
-	uint8_t *p = malloc(len);
-
-	assert_true(f->in_count < FB_MAX);
-	memcpy(p, frame, len);
-	f->in[(f->in_head + f->in_count) % FB_MAX] = (struct fb_frame){ p, len };
-	f->in_count++;
-	assert_int_equal(write(f->be.fd, &one, sizeof(one)), sizeof(one));
+	fb_push(f, frame, len);
 }
 
 /* ---- fake MSI host and INTx line ---- */
-
-struct fake_msi {
-	unsigned next_gsi, routes_set;
-	uint64_t addr;
-	uint32_t data;
-	int irqfd;
-};
-
-static int fm_alloc(void *o)
-{
-	return (int)((struct fake_msi *)o)->next_gsi++;
-}
-
-static int fm_set(void *o, unsigned gsi, uint64_t addr, uint32_t data)
-{
-	struct fake_msi *f = o;
-
-	f->addr = addr;
-	f->data = data;
-	f->routes_set++;
-	return 0;
-}
-
-static void fm_free(void *o, unsigned gsi)
-{
-}
-
-static int fm_irqfd(void *o, int fd, unsigned gsi, bool assign)
-{
-	((struct fake_msi *)o)->irqfd = assign ? fd : -1;
-	return 0;
-}
-
-static int fm_ioeventfd(void *o, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign)
-{
-	return 0;
-}
-
-static const struct msi_host_ops fake_msi_ops = { fm_alloc, fm_set, fm_free, fm_irqfd, fm_ioeventfd };
 
 struct fake_line {
 	bool level;
@@ -333,6 +183,7 @@ static int fx_setup(struct fx *f, bool vnet_hdr, bool with_msi)
 	assert_non_null(f->ram);
 	gm_init_fake(&f->gm, RAM_GPA, f->ram, RAM_SIZE);
 	f->fb = fb_new(vnet_hdr);
+	f->fb->strip_hdr = true;
 	f->fm.next_gsi = 40;
 	f->fm.irqfd = -1;
 	f->msi = (struct msi_host){ &fake_msi_ops, &f->fm };

@@ -10,6 +10,7 @@
 
 #include "mem/gm.h"
 #include "mem/layout.h"
+#include "mem/gm_test.h"
 
 static void test_fake_bounds(void **state)
 {

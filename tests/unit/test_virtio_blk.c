@@ -24,6 +24,8 @@
 
 #include "devices/virtio/blk.h"
 #include "vring_driver.h"
+#include "mem/gm_test.h"
+#include "backends/block_test.h"
 
 /* Guest-visible constants (Virtio 1.2, 5.2), spelled out independently of blk.c. */
 #define F_SIZE_MAX     1

@@ -20,132 +20,22 @@
 #include "devices/virtio/net.h"
 #include "loop/loop.h"
 #include "vring_driver.h"
+#include "fakes.h"
 
-/* ---- fake backend ---- */
-
-#define FB_MAX 512
-
-struct fb_frame {
-	uint8_t *data;
-	size_t len;
-};
-
-struct fake_be {
-	struct net_backend be;
-	struct fb_frame in[FB_MAX];      /* to the guest, oldest first */
-	unsigned in_head, in_count;
-	struct fb_frame out[FB_MAX];     /* what the device sent */
-	unsigned out_count;
-	unsigned recv_calls, send_calls;
-	int max_iovcnt;
-	int recv_error;                  /* recv() fails with this when non-zero */
-	unsigned eagain;                 /* refuse this many sends with -EAGAIN */
-	unsigned offloads;
-	int offload_calls;
-};
-
-static ssize_t fb_send(struct net_backend *be, const struct iovec *iov, int iovcnt)
-{
-	struct fake_be *f = (struct fake_be *)be;
-	size_t len = 0, off = 0;
-	uint8_t *p;
-
-	f->send_calls++;
-	if (iovcnt > f->max_iovcnt)
-		f->max_iovcnt = iovcnt;
-	if (f->eagain) {
-		f->eagain--;
-		return -EAGAIN;
-	}
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	if (f->out_count == FB_MAX)
-		return -ENOBUFS;
-	p = malloc(len ? len : 1);
-	for (int i = 0; i < iovcnt; i++) {
-		memcpy(p + off, iov[i].iov_base, iov[i].iov_len);
-		off += iov[i].iov_len;
-	}
-	f->out[f->out_count++] = (struct fb_frame){ p, len };
-	return (ssize_t)len;
-}
-
-static ssize_t fb_recv(struct net_backend *be, void *buf, size_t len)
-{
-	struct fake_be *f = (struct fake_be *)be;
-	struct fb_frame fr;
-	uint64_t v;
-
-	f->recv_calls++;
-	if (f->recv_error)
-		return f->recv_error;
-	if (!f->in_count)
-		return -EAGAIN;
-	fr = f->in[f->in_head];
-	f->in_head = (f->in_head + 1) % FB_MAX;
-	if (--f->in_count == 0 && read(be->fd, &v, sizeof(v)) < 0)
-		return -EIO;
-	assert_true(fr.len <= len);
-	memcpy(buf, fr.data, fr.len);
-	free(fr.data);
-	return (ssize_t)fr.len;
-}
-
-static int fb_set_offload(struct net_backend *be, unsigned offloads)
-{
-	struct fake_be *f = (struct fake_be *)be;
-
-	f->offloads = offloads;
-	f->offload_calls++;
-	return 0;
-}
-
-static void fb_free(struct net_backend *be)
-{
-	struct fake_be *f = (struct fake_be *)be;
-
-	for (unsigned i = 0; i < f->in_count; i++)
-		free(f->in[(f->in_head + i) % FB_MAX].data);
-	for (unsigned i = 0; i < f->out_count; i++)
-		free(f->out[i].data);
-	close(be->fd);
-	free(f);
-}
-
-static const struct net_backend_ops fb_ops = {
-	.send = fb_send,
-	.recv = fb_recv,
-	.set_offload = fb_set_offload,
-	.free = fb_free,
-};
-
-static struct fake_be *fb_new(bool vnet_hdr)
-{
-	struct fake_be *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	f->be.ops = &fb_ops;
-	f->be.kind = "fake";
-	f->be.vnet_hdr = vnet_hdr;
-	f->be.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	assert_true(f->be.fd >= 0);
-	return f;
-}
+/* ---- fake backend (fakes.c) ---- */
 
 /* Queue a frame for the guest: `hdr` (12 bytes, vnet backends only) + `len` bytes of pattern. */
 static void fb_queue(struct fake_be *f, const struct virtio_net_hdr *hdr, const uint8_t *frame, size_t len)
 {
 	size_t h = f->be.vnet_hdr ? NET_VNET_HDR_LEN : 0;
 	uint8_t *p = calloc(1, h + len);
-	uint64_t one = 1;
 
-	assert_true(f->in_count < FB_MAX);
+	assert_non_null(p);
 	if (h && hdr)
 		memcpy(p, hdr, h);
 	memcpy(p + h, frame, len);
-	f->in[(f->in_head + f->in_count) % FB_MAX] = (struct fb_frame){ p, h + len };
-	f->in_count++;
-	assert_int_equal(write(f->be.fd, &one, sizeof(one)), sizeof(one));
+	fb_push(f, p, h + len);
+	free(p);
 }
 
 /* ---- fixture: device + two driver queues sharing one fake RAM ---- */

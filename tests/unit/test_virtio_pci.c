@@ -18,63 +18,11 @@
 #include "mem/layout.h"
 #include "virtio/pci.h"
 #include "vring_driver.h"
+#include "fakes.h"
 
 #define BAR0 0xc0000000ull
 #define BAR2 0xc0010000ull
 #define SLOT 1
-
-struct fake_msi {
-	unsigned next_gsi;
-	uint64_t addr[64];
-	uint32_t data[64];
-	int irqfd[64];
-	unsigned routes_set;
-	uint64_t ioevent_addr[16];
-	unsigned nioevent;
-	int fail_ioeventfd;
-};
-
-static int f_alloc(void *o)
-{
-	struct fake_msi *f = o;
-
-	return (int)f->next_gsi++;
-}
-
-static int f_set(void *o, unsigned gsi, uint64_t addr, uint32_t data)
-{
-	struct fake_msi *f = o;
-
-	f->addr[gsi % 64] = addr;
-	f->data[gsi % 64] = data;
-	f->routes_set++;
-	return 0;
-}
-
-static void f_free(void *o, unsigned gsi)
-{
-}
-
-static int f_irqfd(void *o, int fd, unsigned gsi, bool assign)
-{
-	struct fake_msi *f = o;
-
-	f->irqfd[gsi % 64] = assign ? fd : -1;
-	return 0;
-}
-
-static int f_ioeventfd(void *o, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign)
-{
-	struct fake_msi *f = o;
-
-	if (f->fail_ioeventfd)
-		return -ENOSYS;
-	if (assign && f->nioevent < 16)
-		f->ioevent_addr[f->nioevent++] = addr;
-	return 0;
-}
-
-static const struct msi_host_ops fake_msi_ops = { f_alloc, f_set, f_free, f_irqfd, f_ioeventfd };
 
 static void intx_set(struct irq *irq, bool level)
 {
@@ -288,9 +236,9 @@ static void test_request_msix(void **state)
 	assert_int_equal(mm_rd(f, BAR0 + STATUS, 1), 0x0f);
 	/* Vector 1 is routed as programmed and wired to an irqfd. */
 	assert_int_equal(f->vp.vec_gsi[1] >= 24, 1);
-	assert_int_equal(f->fm.addr[f->vp.vec_gsi[1]], 0xfee00000);
-	assert_int_equal(f->fm.data[f->vp.vec_gsi[1]], 0x41);
-	assert_int_equal(f->fm.irqfd[f->vp.vec_gsi[1]], f->vp.vec_fd[1]);
+	assert_int_equal(f->fm.route_addr[f->vp.vec_gsi[1]], 0xfee00000);
+	assert_int_equal(f->fm.route_data[f->vp.vec_gsi[1]], 0x41);
+	assert_int_equal(f->fm.route_irqfd[f->vp.vec_gsi[1]], f->vp.vec_fd[1]);
 	head = request(f);
 	assert_true(vrd_get_used(&f->d, &id, &len));
 	assert_int_equal(id, head);

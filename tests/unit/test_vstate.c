@@ -33,6 +33,7 @@
 #include "virtio/mmio.h"
 #include "virtio/pci.h"
 #include "vring_driver.h"
+#include "fakes.h"
 
 /* ---- snapshot plumbing: write sections to a file, read them back ---- */
 
@@ -303,55 +304,6 @@ static void test_queue_unpop_and_dirty(void **state)
 #define BAR2 0xc0010000ull
 #define SLOT 1
 
-struct fake_msi {
-	unsigned next_gsi;
-	uint64_t addr[64];
-	uint32_t data[64];
-	int irqfd[64];
-	unsigned routes_set, irqfds;
-	uint64_t ioevent_addr[16];
-	unsigned nioevent;
-};
-
-static int f_alloc(void *o)
-{
-	return (int)((struct fake_msi *)o)->next_gsi++;
-}
-
-static int f_set(void *o, unsigned gsi, uint64_t addr, uint32_t data)
-{
-	struct fake_msi *f = o;
-
-	f->addr[gsi % 64] = addr;
-	f->data[gsi % 64] = data;
-	f->routes_set++;
-	return 0;
-}
-
-static void f_free(void *o, unsigned gsi)
-{
-}
-
-static int f_irqfd(void *o, int fd, unsigned gsi, bool assign)
-{
-	struct fake_msi *f = o;
-
-	f->irqfd[gsi % 64] = assign ? fd : -1;
-	f->irqfds++;
-	return 0;
-}
-
-static int f_ioeventfd(void *o, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign)
-{
-	struct fake_msi *f = o;
-
-	if (assign && f->nioevent < 16)
-		f->ioevent_addr[f->nioevent++] = addr;
-	return 0;
-}
-
-static const struct msi_host_ops fake_msi_ops = { f_alloc, f_set, f_free, f_irqfd, f_ioeventfd };
-
 static void intx_set(struct irq *irq, bool level)
 {
 }
@@ -575,9 +527,9 @@ static void test_pci_msix_roundtrip(void **state)
 	assert_int_equal(b->fm.ioevent_addr[0], BAR0 + VPCI_NOTIFY_OFF);
 	assert_int_equal(b->vp.vec_gsi[0], -1);
 	assert_true(b->vp.vec_gsi[1] >= 24);
-	assert_int_equal(b->fm.addr[b->vp.vec_gsi[1]], 0xfee01000);
-	assert_int_equal(b->fm.data[b->vp.vec_gsi[1]], 0x41);
-	assert_int_equal(b->fm.irqfd[b->vp.vec_gsi[1]], b->vp.vec_fd[1]);
+	assert_int_equal(b->fm.route_addr[b->vp.vec_gsi[1]], 0xfee01000);
+	assert_int_equal(b->fm.route_data[b->vp.vec_gsi[1]], 0x41);
+	assert_int_equal(b->fm.route_irqfd[b->vp.vec_gsi[1]], b->vp.vec_fd[1]);
 
 	/* The request made available before the snapshot is served: a kick was queued by the load. */
 	assert_true(loop_run_once(b->loop, 1000) >= 1);
@@ -991,59 +943,10 @@ static void test_blk_other_image_refused(void **state)
 
 /* ---- virtio-net: a frame half delivered when paused ---- */
 
-struct fnet {
-	struct net_backend be;
-	uint8_t *frame;
-	size_t len;
-	unsigned offload_calls;
-};
-
-static ssize_t fnet_send(struct net_backend *be, const struct iovec *iov, int iovcnt)
-{
-	size_t n = 0;
-
-	for (int i = 0; i < iovcnt; i++)
-		n += iov[i].iov_len;
-	return (ssize_t)n;
-}
-
-static ssize_t fnet_recv(struct net_backend *be, void *buf, size_t len)
-{
-	struct fnet *f = (struct fnet *)be;
-	size_t n = f->len;
-
-	if (!f->frame)
-		return -EAGAIN;
-	assert_true(n <= len);
-	memcpy(buf, f->frame, n);
-	free(f->frame);
-	f->frame = NULL;
-	return (ssize_t)n;
-}
-
-static int fnet_set_offload(struct net_backend *be, unsigned offloads)
-{
-	((struct fnet *)be)->offload_calls++;
-	return 0;
-}
-
-static void fnet_free(struct net_backend *be)
-{
-	struct fnet *f = (struct fnet *)be;
-
-	free(f->frame);
-	close(be->fd);
-	free(f);
-}
-
-static const struct net_backend_ops fnet_ops = {
-	.send = fnet_send, .recv = fnet_recv, .set_offload = fnet_set_offload, .free = fnet_free,
-};
-
 struct nfx {
 	struct virtio_net *n;
 	struct virtio_dev *d;
-	struct fnet *be;
+	struct fake_be *be;
 	unsigned notified;
 };
 
@@ -1064,10 +967,7 @@ static struct nfx *nfx_new(struct vrd *rx, struct vrd *tx, bool start)
 		     VIRTIO_BIT(VIRTIO_F_EVENT_IDX);
 
 	assert_non_null(x);
-	x->be = calloc(1, sizeof(*x->be));
-	x->be->be.ops = &fnet_ops;
-	x->be->be.kind = "fake";
-	x->be->be.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	x->be = fb_new(false);                      /* no vnet header from this backend */
 	cfg.custom = &x->be->be;
 	assert_int_equal(vnet_new(&x->n, &cfg, &rx->gm, err, sizeof(err)), 0);
 	x->d = vnet_virtio(x->n);
@@ -1130,9 +1030,7 @@ static void test_net_partial_frame(void **state)
 		heads[i] = vrd_add_chain(&rx, &bufs[i], 1);
 		vrd_publish(&rx, heads[i]);
 	}
-	a->be->frame = malloc(FRAME);               /* no vnet header from this backend */
-	memcpy(a->be->frame, frame, FRAME);
-	a->be->len = FRAME;
+	fb_push(a->be, frame, FRAME);
 	vnet_poll(a->n);
 	assert_int_equal(a->d->queues[NET_RX_QUEUE].last_avail, 2);    /* two chains held */
 	assert_int_equal(vrd_used_idx(&rx), 0);

@@ -20,6 +20,7 @@
 
 #include "mem/gm.h"
 #include "virtio/queue.h"
+#include "mem/gm_test.h"
 
 #define VRD_GPA      0x100000ull          /* where the fake RAM starts */
 #define VRD_RAM_SIZE (2ull << 20)
