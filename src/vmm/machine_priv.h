@@ -3,7 +3,6 @@
 #define KESTREL_MACHINE_PRIV_H
 
 #include <stdio.h>
-#include <termios.h>
 
 #include "backends/chardev.h"
 #include "bus/irq.h"
@@ -53,7 +52,6 @@ struct machine {
 	bool console_open, kvm_open, vm_created;
 	bool started, paused;
 	bool restored;                 /* RAM is a private map of a snapshot memory file */
-	bool console_registered, drain_registered;
 	struct kvm kvm;
 	struct vm vm;
 	struct loop *loop;
@@ -76,20 +74,10 @@ struct machine {
 	unsigned nnics;
 	/* --metrics */
 	FILE *metrics_out;
-	int metrics_timer;
+	struct loop_timer metrics_timer;
 
 	/* kernel command line with the virtio-mmio device list appended */
 	char *cmdline;
-
-	/* Console input: where it goes, and what waits for room there. */
-	size_t (*console_rx)(void *opaque, const uint8_t *buf, size_t len);
-	void *console_rx_opaque;
-	uint8_t pending[256];
-	size_t pending_len, pending_off;
-	int drain_fd;
-	bool escape;
-	bool raw_tty;
-	struct termios saved_tty;
 };
 
 /* machine.c: SIGINT/SIGTERM/SIGHUP blocked and delivered to a signalfd (the main loop's). */

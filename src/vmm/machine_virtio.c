@@ -168,7 +168,8 @@ static int machine_add_console(struct machine *m, const struct machine_config *c
 		iothread_exit(&s->io);
 		return -ENOMEM;
 	}
-	e = vcon_init(c, &m->vm.gm, &m->console, s->io.loop);
+	vcon_init(c, &m->vm.gm, &m->console);
+	e = vcon_attach(c, s->io.loop);
 	s->dev = c;
 	s->free = free_vcon;
 	if (e < 0) {

@@ -6,9 +6,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "devices/e1000.h"
@@ -95,18 +92,16 @@ void metrics_write(struct machine *m, FILE *out)
 	fflush(out);
 }
 
-static void metrics_tick(void *opaque, uint32_t events)
+static void metrics_tick(void *opaque)
 {
 	struct machine *m = opaque;
-	uint64_t expirations;
 
-	if (read(m->metrics_timer, &expirations, sizeof(expirations)) > 0)
-		metrics_write(m, m->metrics_out);
+	metrics_write(m, m->metrics_out);
 }
 
 int metrics_start(struct machine *m, const char *path, unsigned interval_s, char *err, size_t errlen)
 {
-	struct itimerspec its = { .it_interval = { interval_s, 0 }, .it_value = { interval_s, 0 } };
+	uint64_t period = (uint64_t)interval_s * 1000000000ull;
 	int e;
 
 	m->metrics_out = fopen(path, "we");
@@ -115,12 +110,8 @@ int metrics_start(struct machine *m, const char *path, unsigned interval_s, char
 		snprintf(err, errlen, "metrics file %s: %s", path, strerror(errno));
 		return e;
 	}
-	m->metrics_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (m->metrics_timer < 0 || timerfd_settime(m->metrics_timer, 0, &its, NULL) < 0 ||
-	    loop_add(m->loop, m->metrics_timer, EPOLLIN, metrics_tick, m) < 0) {
-		snprintf(err, errlen, "metrics timer: %s", strerror(errno));
-		return -EIO;
-	}
+	loop_timer_init(&m->metrics_timer, m->loop, metrics_tick, m);
+	loop_timer_arm(&m->metrics_timer, period, period);
 	return 0;
 }
 
@@ -131,9 +122,5 @@ void metrics_stop(struct machine *m)
 		fclose(m->metrics_out);
 		m->metrics_out = NULL;
 	}
-	if (m->metrics_timer >= 0) {
-		loop_del(m->loop, m->metrics_timer);
-		close(m->metrics_timer);
-		m->metrics_timer = -1;
-	}
+	loop_timer_cancel(&m->metrics_timer);
 }
