@@ -377,7 +377,8 @@ struct e1000 {
 
 	/* I/O thread. */
 	struct loop *loop;
-	int work_fd, timer_fd;
+	struct loop_work work_post;   /* runs e->work on the I/O thread */
+	struct loop_timer itr_timer;  /* sends an ITR-deferred interrupt when due */
 	uint32_t work;                /* WORK_* for the I/O thread (atomic) */
 	uint32_t kick;                /* WORK_* gathered under the lock */
 	uint32_t be_events;
@@ -478,13 +479,11 @@ static uint32_t e1000_fcs(const struct e1000 *e, const uint8_t *p, size_t len)
 
 /* ---- work for the I/O thread ---- */
 
+/* Called with e->loop set: it only goes back to NULL with the loop stopped. */
 static void e1000_schedule(struct e1000 *e, uint32_t work)
 {
-	uint64_t one = 1;
-
 	__atomic_or_fetch(&e->work, work, __ATOMIC_ACQ_REL);
-	if (write(e->work_fd, &one, sizeof(one)) < 0)
-		return;   /* EAGAIN: the counter is already non-zero */
+	loop_work_post(e->loop, &e->work_post);
 }
 
 static void e1000_do_work(struct e1000 *e, uint32_t work);
@@ -533,14 +532,7 @@ static void e1000_msi_fire(struct e1000 *e)
 
 static void e1000_timer_arm(struct e1000 *e, uint64_t at_ns)
 {
-	struct itimerspec its = { 0 };
-
-	its.it_value.tv_sec = (time_t)(at_ns / 1000000000ull);
-	its.it_value.tv_nsec = (long)(at_ns % 1000000000ull);
-	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-		its.it_value.tv_nsec = 1;
-	if (timerfd_settime(e->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
-		log_err(E1000_TAG, "timerfd_settime: %s", strerror(errno));
+	loop_timer_arm_at(&e->itr_timer, at_ns, 0);
 }
 
 /* Re-evaluate ICR & IMS. Caller holds e->lock. */
@@ -1954,13 +1946,10 @@ static void e1000_update_events(struct e1000 *e)
 		e1000_schedule(e, WORK_TX);
 }
 
-static void e1000_work_cb(void *opaque, uint32_t events)
+static void e1000_work_cb(void *opaque)
 {
 	struct e1000 *e = opaque;
-	uint64_t v;
 
-	if (read(e->work_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return;
 	e1000_lock(e);
 	e1000_do_work(e, __atomic_exchange_n(&e->work, 0, __ATOMIC_ACQ_REL));
 	pthread_mutex_unlock(&e->lock);
@@ -1980,13 +1969,10 @@ static void e1000_backend_cb(void *opaque, uint32_t events)
 	e1000_update_events(e);
 }
 
-static void e1000_timer_cb(void *opaque, uint32_t events)
+static void e1000_timer_cb(void *opaque)
 {
 	struct e1000 *e = opaque;
-	uint64_t v;
 
-	if (read(e->timer_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return;
 	e1000_lock(e);
 	e1000_check_deferred(e);
 	pthread_mutex_unlock(&e->lock);
@@ -2025,25 +2011,20 @@ void e1000_get_stats(struct e1000 *e, struct e1000_stats *st)
 	pthread_mutex_unlock(&e->lock);
 }
 
-int e1000_attach_loop(struct e1000 *e, struct loop *l)
+int e1000_attach(struct e1000 *e, struct loop *l)
 {
 	int rc;
 
 	if (e->loop)
 		return -EBUSY;
-	rc = loop_add(l, e->work_fd, EPOLLIN, e1000_work_cb, e);
-	if (rc < 0)
-		return rc;
-	rc = loop_add(l, e->timer_fd, EPOLLIN, e1000_timer_cb, e);
-	if (rc < 0)
-		goto err_work;
 	/* Registered idle; e1000_update_events() turns on what the device state allows. */
 	rc = loop_add(l, e->be->fd, 0, e1000_backend_cb, e);
 	if (rc < 0)
-		goto err_timer;
+		return rc;
 	rc = net_backend_attach(e->be, l);
 	if (rc < 0)
 		goto err_be;
+	loop_timer_init(&e->itr_timer, l, e1000_timer_cb, e);
 	e1000_lock(e);
 	e->be_events = 0;
 	e->be_registered = true;
@@ -2056,14 +2037,10 @@ int e1000_attach_loop(struct e1000 *e, struct loop *l)
 
 err_be:
 	loop_del(l, e->be->fd);
-err_timer:
-	loop_del(l, e->timer_fd);
-err_work:
-	loop_del(l, e->work_fd);
 	return rc;
 }
 
-void e1000_detach_loop(struct e1000 *e)
+void e1000_detach(struct e1000 *e)
 {
 	struct loop *l;
 
@@ -2077,8 +2054,8 @@ void e1000_detach_loop(struct e1000 *e)
 	if (e->be_registered)
 		loop_del(l, e->be->fd);
 	e->be_registered = false;
-	loop_del(l, e->timer_fd);
-	loop_del(l, e->work_fd);
+	loop_timer_cancel(&e->itr_timer);
+	loop_work_cancel(l, &e->work_post);
 }
 
 int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct guest_mem *gm,
@@ -2087,20 +2064,28 @@ int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct g
 	struct e1000 *e;
 	int rc, cap;
 
+	struct net_backend *be = cfg->backend;
+
 	*out = NULL;
-	if (!cfg->backend || !gm) {
-		snprintf(err, errlen, "e1000: no backend or guest memory");
-		net_backend_free(cfg->backend);
+	if (!gm) {
+		snprintf(err, errlen, "e1000: no guest memory");
+		net_backend_free(be);
 		return -EINVAL;
+	}
+	if (!be) {
+		rc = net_backend_open(&be, &cfg->net, err, errlen);
+		if (rc < 0)
+			return rc;
 	}
 	e = calloc(1, sizeof(*e));
 	if (!e) {
-		net_backend_free(cfg->backend);
+		net_backend_free(be);
 		snprintf(err, errlen, "e1000: out of memory");
 		return -ENOMEM;
 	}
-	e->be = cfg->backend;
-	e->work_fd = e->timer_fd = e->msi_fd = -1;
+	e->be = be;
+	e->msi_fd = -1;
+	loop_work_init(&e->work_post, e1000_work_cb, e);
 	e->msi_gsi = -1;
 	e->tx_buf = malloc(E1000_TX_MAX);
 	e->rx_buf = malloc(E1000_RX_BUF_LEN);
@@ -2109,12 +2094,11 @@ int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct g
 		snprintf(err, errlen, "e1000: out of memory");
 		goto err_free;
 	}
-	e->work_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	/* The MSI message goes out through KVM's irqfd on this eventfd. */
 	e->msi_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	e->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (e->work_fd < 0 || e->msi_fd < 0 || e->timer_fd < 0) {
+	if (e->msi_fd < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "e1000: eventfd/timerfd: %s", strerror(errno));
+		snprintf(err, errlen, "e1000: eventfd: %s", strerror(errno));
 		goto err_free;
 	}
 	/* Frames come with full checksums and unsegmented: the 82540 offers no receive offload. */
@@ -2166,12 +2150,8 @@ int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct g
 	return 0;
 
 err_free:
-	if (e->work_fd >= 0)
-		close(e->work_fd);
 	if (e->msi_fd >= 0)
 		close(e->msi_fd);
-	if (e->timer_fd >= 0)
-		close(e->timer_fd);
 	net_backend_free(e->be);
 	free(e->tx_buf);
 	free(e->rx_buf);
@@ -2183,15 +2163,13 @@ void e1000_free(struct e1000 *e)
 {
 	if (!e)
 		return;
-	e1000_detach_loop(e);
+	e1000_detach(e);
 	if (e->msi && e->msi_gsi >= 0) {
 		e->msi->ops->irqfd(e->msi->opaque, e->msi_fd, (unsigned)e->msi_gsi, false);
 		e->msi->ops->route_free(e->msi->opaque, (unsigned)e->msi_gsi);
 	}
 	net_backend_free(e->be);
-	close(e->work_fd);
 	close(e->msi_fd);
-	close(e->timer_fd);
 	pthread_mutex_destroy(&e->lock);
 	free(e->tx_buf);
 	free(e->rx_buf);
