@@ -45,6 +45,7 @@
 
 #include "loop/loop.h"
 #include "snapshot/snap.h"
+#include "util/bytes.h"
 #include "util/log.h"
 
 #define NET_TAG        "virtio-net"
@@ -536,8 +537,9 @@ static int vnet_rx_deliver(struct virtio_net *n, struct virtq *vq)
 
 	/* Complete: num_buffers, then publish all chains at once. */
 	if (n->rx_nheld > 1) {
-		uint8_t nb[2] = { (uint8_t)n->rx_nheld, (uint8_t)(n->rx_nheld >> 8) };
+		uint8_t nb[2];
 
+		st16le(nb, (uint16_t)n->rx_nheld);
 		if (gm_write(n->vdev.gm, n->rx_nbuf_gpa[0], &nb[0], 1) ||
 		    gm_write(n->vdev.gm, n->rx_nbuf_gpa[1], &nb[1], 1)) {
 			vnet_rx_abandon(n, vq, "header not writable");
