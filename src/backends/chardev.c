@@ -115,9 +115,10 @@ static void chardev_in_cb(void *opaque, uint32_t events)
 		if (cd->escape) {
 			cd->escape = false;
 			if (c == 'x' || c == 'X') {
+				/* What came before still reaches the guest; the rest of this read is dropped. */
 				if (cd->in.quit)
 					cd->in.quit(cd->in.quit_opaque);
-				return;
+				break;
 			}
 			if (c != CHARDEV_ESCAPE)
 				continue; /* unknown escapes are swallowed */
