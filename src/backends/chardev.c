@@ -158,11 +158,10 @@ int chardev_attach(struct chardev *cd, struct loop *l, const struct chardev_inpu
 	cd->escape = false;
 	loop_work_init(&cd->drained, chardev_drained_cb, cd);
 	if (cd->in_fd >= 0) {
+		/* A regular file or /dev/null cannot be polled (EPERM): the guest runs without input. */
 		rc = loop_add(l, cd->in_fd, EPOLLIN, chardev_in_cb, cd);
-		if (rc == -EPERM)
-			log_info("chardev", "console input not pollable; input disabled");
-		else if (rc < 0)
-			return rc;
+		if (rc < 0)
+			log_info("chardev", "console input not pollable (%s); input disabled", strerror(-rc));
 		cd->in_registered = rc == 0;
 	}
 	__atomic_store_n(&cd->loop, l, __ATOMIC_RELEASE);

@@ -61,9 +61,9 @@ int chardev_open(struct chardev *cd, const char *spec, char *err, size_t errlen)
 void chardev_close(struct chardev *cd);
 
 /*
- * Read in_fd on loop l (its thread) and feed in->rx. No input (in_fd -1):
- * nothing to poll, 0. An in_fd the loop cannot poll (a regular file): input
- * off, logged, 0. Otherwise 0 or -errno.
+ * Read in_fd on loop l (its thread) and feed in->rx. No input (in_fd -1),
+ * or an in_fd the loop cannot poll (a regular file, /dev/null): nothing is
+ * read (logged), 0. -EINVAL without in->rx, -EBUSY when attached already.
  */
 int chardev_attach(struct chardev *cd, struct loop *l, const struct chardev_input *in);
 /* With the loop stopped or on its thread. */

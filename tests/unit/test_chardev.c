@@ -190,6 +190,17 @@ static void test_bad_attach(void **state)
 	assert_int_equal(chardev_attach(&cd, l, &none), -EBUSY);
 	chardev_rx_drained(&cd);
 	chardev_close(&cd);
+	/* Input from something epoll cannot watch (/dev/null): attached, reading nothing. */
+	assert_int_equal(chardev_open(&cd, "none", err, sizeof(err)), 0);
+	cd.in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(cd.in_fd >= 0);
+	int devnull = cd.in_fd;
+
+	assert_int_equal(chardev_attach(&cd, l, &none), 0);
+	assert_false(cd.in_registered);
+	assert_int_equal(loop_run_once(l, 0), 0);
+	chardev_close(&cd);
+	close(devnull);
 	loop_free(l);
 }
 
