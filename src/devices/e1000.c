@@ -46,8 +46,14 @@
  * accesses), by the PCI host's config hook (with the host lock held: order
  * host -> e1000) and by the I/O thread. Under it the device only calls
  * irq_set_level(), MSI routes/eventfds, guest memory, the backend (I/O
- * thread or no loop) and epoll on its own fds: never back into the bus or
- * the PCI host.
+ * thread or no loop), epoll on its own fds and the loop's timer and post
+ * calls (they take only the loop's own lock, never call back under it):
+ * never back into the bus or the PCI host.
+ *
+ * Files: this one (register model, EEPROM, PHY, interrupts, receive, I/O
+ * thread, life cycle), e1000_tx.c (transmit, TSO, checksum offload),
+ * e1000_snap.c (pause, save, load), e1000_regs.h (register numbers and
+ * bits) and e1000_priv.h (the state they share).
  */
 #include "devices/e1000_priv.h"
 
