@@ -184,6 +184,7 @@ int fc_parse_snapshot_load(const char *json, size_t len, struct fc_snapshot_load
 		{ "network_overrides", FC_ARR, false },
 		{ "vsock_override", FC_OBJ, false },
 		{ "clock_realtime", FC_BOOL, false },
+		{ "verify_memory", FC_BOOL, false },        /* kestrel: check the memory file's digest */
 	};
 	const char *where = "/snapshot/load", *state, *mem = NULL;
 	cJSON *j = fc_parse(json, len, where, err, errlen);
@@ -228,6 +229,7 @@ int fc_parse_snapshot_load(const char *json, size_t len, struct fc_snapshot_load
 		out->p.resume = fc_get_bool(j, "resume_vm", false);
 		out->p.track_dirty_pages = fc_get_bool(j, "enable_diff_snapshots", false) ||
 					   fc_get_bool(j, "track_dirty_pages", false);
+		out->p.verify_memory = fc_get_bool(j, "verify_memory", false);
 	}
 	cJSON_Delete(j);
 	if (e)

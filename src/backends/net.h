@@ -75,6 +75,23 @@ struct net_hostfwd {
 	uint16_t host_port, guest_port;
 };
 
+enum net_backend_kind {
+	NET_BACKEND_NONE,
+	NET_BACKEND_TAP,
+	NET_BACKEND_USER,
+};
+
+/* Which backend a NIC opens: a tap by name, or user-mode networking with port forwards. */
+struct net_backend_spec {
+	enum net_backend_kind kind;
+	const char *ifname;                    /* tap */
+	const struct net_hostfwd *hostfwd;     /* user */
+	unsigned nr_hostfwd;
+};
+
+/* Open the backend spec names. 0 or -errno with a one-line reason in err (-EINVAL: none named). */
+int net_backend_open(struct net_backend **out, const struct net_backend_spec *spec, char *err, size_t errlen);
+
 /*
  * Open /dev/net/tun as tap interface `ifname` (created if it does not exist)
  * with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, a 12-byte vnet header and no offloads

@@ -19,9 +19,9 @@
  *    it) keeps the mirror right even when slirp closed a socket and a new one
  *    got the same number.
  *  - Slirp's timers and the timeout pollfds_fill asks for (its TCP fast and
- *    slow timers) are one timerfd in the private epoll, armed for the
- *    earliest deadline; slirp_input() and slirp's notify() kick a cycle
- *    through an eventfd so new sockets are watched at once.
+ *    slow timers) are one loop timer, armed for the earliest deadline;
+ *    slirp_input() and slirp's notify() post a cycle to the loop so new
+ *    sockets are watched at once.
  */
 #include "backends/net.h"
 
@@ -36,7 +36,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,16 +65,16 @@ struct net_slirp_frame {
 struct net_slirp {
 	struct net_backend be;        /* be.fd: eventfd, readable while rxq is non-empty */
 	Slirp *slirp;
-	int epfd;                     /* slirp's sockets + kick_fd + timer_fd */
-	int kick_fd;
-	int timer_fd;
+	int epfd;                     /* slirp's sockets */
+	struct loop_work kick;        /* a cycle posted to the loop */
+	struct loop_timer timer;      /* the earliest slirp deadline */
 	bool kicked;
 	bool in_cycle;
 	struct loop *loop;
 
 	struct pollfd *pfds;          /* what the last slirp_pollfds_fill() asked for */
 	unsigned npfds, pfds_cap;
-	int *watched;                 /* fds currently in epfd (besides kick/timer) */
+	int *watched;                 /* fds currently in epfd */
 	unsigned nwatched, watched_cap;
 	uint32_t fill_timeout_ms;
 	int64_t fill_time_ms;
@@ -119,12 +118,13 @@ static void net_slirp_drain(int fd)
 		return;
 }
 
+/* Not attached yet: the cycle waits for attach, which fills and arms anyway. */
 static void net_slirp_kick(struct net_slirp *ns)
 {
-	if (ns->kicked || ns->in_cycle)
+	if (ns->kicked || ns->in_cycle || !ns->loop)
 		return;
 	ns->kicked = true;
-	net_slirp_signal(ns->kick_fd);
+	loop_work_post(ns->loop, &ns->kick);
 }
 
 /* ---- libslirp, loaded on first use ---- */
@@ -269,7 +269,7 @@ static void net_slirp_cb_timer_mod(void *timer, int64_t expire_ms, void *opaque)
 
 	t->expire_ms = expire_ms;
 	t->armed = true;
-	/* Outside a cycle the timerfd must be re-armed: a cycle does that at its end. */
+	/* Outside a cycle the loop timer must be re-armed: a cycle does that at its end. */
 	net_slirp_kick(opaque);
 }
 
@@ -426,7 +426,6 @@ static void net_slirp_sync_epoll(struct net_slirp *ns)
 
 static void net_slirp_arm_timer(struct net_slirp *ns)
 {
-	struct itimerspec its = { 0 };
 	int64_t deadline_ms = INT64_MAX;
 
 	for (struct net_slirp_timer *t = ns->timers; t; t = t->next)
@@ -434,14 +433,10 @@ static void net_slirp_arm_timer(struct net_slirp *ns)
 			deadline_ms = t->expire_ms;
 	if (ns->fill_timeout_ms != UINT32_MAX && ns->fill_time_ms + ns->fill_timeout_ms < deadline_ms)
 		deadline_ms = ns->fill_time_ms + ns->fill_timeout_ms;
-	if (deadline_ms != INT64_MAX) {
-		/* it_value 0 would disarm; anything in the past fires at once. */
-		if (deadline_ms <= 0)
-			deadline_ms = 1;
-		its.it_value.tv_sec = deadline_ms / 1000;
-		its.it_value.tv_nsec = (deadline_ms % 1000) * 1000000;
-	}
-	timerfd_settime(ns->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+	if (deadline_ms == INT64_MAX)
+		loop_timer_cancel(&ns->timer);
+	else    /* anything in the past fires at once */
+		loop_timer_arm_at(&ns->timer, deadline_ms > 0 ? (uint64_t)deadline_ms * 1000000u : 1, 0);
 }
 
 static void net_slirp_run_timers(struct net_slirp *ns)
@@ -475,14 +470,12 @@ static void net_slirp_fill(struct net_slirp *ns)
 	net_slirp_arm_timer(ns);
 }
 
-static void net_slirp_cycle(void *opaque, uint32_t events)
+static void net_slirp_cycle(void *opaque)
 {
 	struct net_slirp *ns = opaque;
 	int rc = 0;
 
 	ns->in_cycle = true;
-	net_slirp_drain(ns->kick_fd);
-	net_slirp_drain(ns->timer_fd);
 	ns->kicked = false;
 	if (ns->npfds)
 		rc = poll(ns->pfds, ns->npfds, 0);
@@ -491,6 +484,12 @@ static void net_slirp_cycle(void *opaque, uint32_t events)
 	net_slirp_run_timers(ns);
 	net_slirp_fill(ns);
 	ns->in_cycle = false;
+}
+
+static void net_slirp_sockets_cb(void *opaque, uint32_t events)
+{
+	(void)events;
+	net_slirp_cycle(opaque);
 }
 
 /* ---- backend ops ---- */
@@ -545,10 +544,13 @@ static int net_slirp_attach(struct net_backend *be, struct loop *l)
 
 	if (ns->loop)
 		return -EBUSY;
-	rc = loop_add(l, ns->epfd, EPOLLIN, net_slirp_cycle, ns);
+	rc = loop_add(l, ns->epfd, EPOLLIN, net_slirp_sockets_cb, ns);
 	if (rc < 0)
 		return rc;
 	ns->loop = l;
+	loop_work_init(&ns->kick, net_slirp_cycle, ns);
+	loop_timer_init(&ns->timer, l, net_slirp_cycle, ns);
+	ns->kicked = false;
 	/* Arm the watch set and timers now; the first cycle happens when one fires. */
 	net_slirp_fill(ns);
 	return 0;
@@ -559,6 +561,8 @@ static void net_slirp_detach(struct net_backend *be, struct loop *l)
 	struct net_slirp *ns = net_slirp_of(be);
 
 	if (ns->loop == l) {
+		loop_timer_cancel(&ns->timer);
+		loop_work_cancel(l, &ns->kick);
 		loop_del(l, ns->epfd);
 		ns->loop = NULL;
 	}
@@ -578,10 +582,6 @@ static void net_slirp_free(struct net_backend *be)
 	}
 	for (unsigned i = 0; i < ns->rxq_count; i++)
 		free(ns->rxq[(ns->rxq_head + i) % NET_SLIRP_QLEN].data);
-	if (ns->timer_fd >= 0)
-		close(ns->timer_fd);
-	if (ns->kick_fd >= 0)
-		close(ns->kick_fd);
 	if (ns->epfd >= 0)
 		close(ns->epfd);
 	if (be->fd >= 0)
@@ -608,19 +608,9 @@ static struct in_addr net_slirp_ip(uint8_t a, uint8_t b, uint8_t c, uint8_t d)
 
 static int net_slirp_fds(struct net_slirp *ns)
 {
-	struct epoll_event e = { .events = EPOLLIN };
-
 	ns->be.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	ns->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	ns->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	ns->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (ns->be.fd < 0 || ns->kick_fd < 0 || ns->timer_fd < 0 || ns->epfd < 0)
-		return -errno;
-	e.data.fd = ns->kick_fd;
-	if (epoll_ctl(ns->epfd, EPOLL_CTL_ADD, ns->kick_fd, &e) < 0)
-		return -errno;
-	e.data.fd = ns->timer_fd;
-	if (epoll_ctl(ns->epfd, EPOLL_CTL_ADD, ns->timer_fd, &e) < 0)
+	if (ns->be.fd < 0 || ns->epfd < 0)
 		return -errno;
 	return 0;
 }
@@ -660,7 +650,7 @@ int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsi
 	ns->be.ops = &net_slirp_ops;
 	ns->be.kind = "user";
 	ns->be.vnet_hdr = false;
-	ns->be.fd = ns->kick_fd = ns->timer_fd = ns->epfd = -1;
+	ns->be.fd = ns->epfd = -1;
 	ns->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
 	ns->fill_timeout_ms = UINT32_MAX;
 	rc = net_slirp_fds(ns);

@@ -33,7 +33,7 @@
  *
  * Interrupts: ICR & IMS != 0 drives a level (INTx, or an MSI message on each
  * rising edge); reading ICR clears it. ITR sets a minimum interval between
- * rising edges, enforced with a timerfd on the I/O loop (or lazily on the
+ * rising edges, enforced with a timer on the I/O loop (or lazily on the
  * next register access without one). RDTR/RADV/TIDV/TADV are stored but
  * interrupts are not delayed by them.
  *
@@ -46,10 +46,16 @@
  * accesses), by the PCI host's config hook (with the host lock held: order
  * host -> e1000) and by the I/O thread. Under it the device only calls
  * irq_set_level(), MSI routes/eventfds, guest memory, the backend (I/O
- * thread or no loop) and epoll on its own fds: never back into the bus or
- * the PCI host.
+ * thread or no loop), epoll on its own fds and the loop's timer and post
+ * calls (they take only the loop's own lock, never call back under it):
+ * never back into the bus or the PCI host.
+ *
+ * Files: this one (register model, EEPROM, PHY, interrupts, receive, I/O
+ * thread, life cycle), e1000_tx.c (transmit, TSO, checksum offload),
+ * e1000_snap.c (pause, save, load), e1000_regs.h (register numbers and
+ * bits) and e1000_priv.h (the state they share).
  */
-#include "devices/e1000.h"
+#include "devices/e1000_priv.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -57,417 +63,10 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "loop/loop.h"
-#include "snapshot/snap.h"
+#include "util/bytes.h"
 #include "util/crc32.h"
-#include "util/log.h"
-
-#define E1000_TAG "e1000"
-
-/* ---- registers (byte offsets in BAR0) ---- */
-
-#define R_CTRL     0x0000
-#define R_STATUS   0x0008
-#define R_EECD     0x0010
-#define R_EERD     0x0014
-#define R_CTRL_EXT 0x0018
-#define R_MDIC     0x0020
-#define R_FCAL     0x0028
-#define R_FCAH     0x002c
-#define R_FCT      0x0030
-#define R_VET      0x0038
-#define R_ICR      0x00c0
-#define R_ITR      0x00c4
-#define R_ICS      0x00c8
-#define R_IMS      0x00d0
-#define R_IMC      0x00d8
-#define R_RCTL     0x0100
-#define R_FCTTV    0x0170
-#define R_TXCW     0x0178
-#define R_TCTL     0x0400
-#define R_TIPG     0x0410
-#define R_AIT      0x0458
-#define R_LEDCTL   0x0e00
-#define R_PBA      0x1000
-#define R_FCRTL    0x2160
-#define R_FCRTH    0x2168
-#define R_RDBAL    0x2800
-#define R_RDBAH    0x2804
-#define R_RDLEN    0x2808
-#define R_RDH      0x2810
-#define R_RDT      0x2818
-#define R_RDTR     0x2820
-#define R_RXDCTL   0x2828
-#define R_RADV     0x282c
-#define R_RSRPD    0x2c00
-#define R_TXDMAC   0x3000
-#define R_TDBAL    0x3800
-#define R_TDBAH    0x3804
-#define R_TDLEN    0x3808
-#define R_TDH      0x3810
-#define R_TDT      0x3818
-#define R_TIDV     0x3820
-#define R_TXDCTL   0x3828
-#define R_TADV     0x382c
-#define R_TSPMT    0x3830
-#define R_STATS    0x4000      /* 64 statistics registers, clear on read */
-#define R_RXCSUM   0x5000
-#define R_MTA      0x5200      /* 128 words */
-#define R_RA       0x5400      /* 16 x (RAL, RAH) */
-#define R_VFTA     0x5600      /* 128 words */
-#define R_WUC      0x5800
-#define R_WUFC     0x5808
-#define R_WUS      0x5810
-#define R_MANC     0x5820
-#define R_IPAV     0x5838
-
-#define CTRL_FD        (1u << 0)
-#define CTRL_ASDE      (1u << 5)
-#define CTRL_SLU       (1u << 6)
-#define CTRL_SPEED_1000 (2u << 8)
-#define CTRL_RST       (1u << 26)
-#define CTRL_VME       (1u << 30)
-#define CTRL_PHY_RST   (1u << 31)
-
-#define STATUS_FD      (1u << 0)
-#define STATUS_LU      (1u << 1)
-#define STATUS_SPEED_1000 (2u << 6)
-#define STATUS_ASDV_1000  (2u << 8)
-
-#define EECD_SK        (1u << 0)
-#define EECD_CS        (1u << 1)
-#define EECD_DI        (1u << 2)
-#define EECD_DO        (1u << 3)
-#define EECD_FWE_MASK  (3u << 4)
-#define EECD_FWE_DIS   (1u << 4)
-#define EECD_REQ       (1u << 6)
-#define EECD_GNT       (1u << 7)
-#define EECD_PRES      (1u << 8)
-#define EECD_WMASK     (EECD_SK | EECD_CS | EECD_DI | EECD_FWE_MASK | EECD_REQ)
-
-#define EERD_START     (1u << 0)
-#define EERD_DONE      (1u << 4)
-#define EERD_ADDR_SHIFT 8
-#define EERD_DATA_SHIFT 16
-
-#define CTRL_EXT_EE_RST (1u << 13)
-
-#define MDIC_DATA_MASK 0xffffu
-#define MDIC_REG_SHIFT 16
-#define MDIC_PHY_SHIFT 21
-#define MDIC_OP_WRITE  (1u << 26)
-#define MDIC_OP_READ   (2u << 26)
-#define MDIC_READY     (1u << 28)
-#define MDIC_INT_EN    (1u << 29)
-#define MDIC_ERROR     (1u << 30)
-
-#define ICR_TXDW       (1u << 0)
-#define ICR_TXQE       (1u << 1)
-#define ICR_LSC        (1u << 2)
-#define ICR_RXDMT0     (1u << 4)
-#define ICR_RXO        (1u << 6)
-#define ICR_RXT0       (1u << 7)
-#define ICR_MDAC       (1u << 9)
-#define ICR_MASK       0x0001ffffu  /* causes an 82540 has (bits 0-16) */
-
-#define RCTL_EN        (1u << 1)
-#define RCTL_UPE       (1u << 3)
-#define RCTL_MPE       (1u << 4)
-#define RCTL_LPE       (1u << 5)
-#define RCTL_RDMTS_SHIFT 8
-#define RCTL_MO_SHIFT  12
-#define RCTL_BAM       (1u << 15)
-#define RCTL_BSIZE_SHIFT 16
-#define RCTL_VFE       (1u << 18)
-#define RCTL_BSEX      (1u << 25)
-#define RCTL_SECRC     (1u << 26)
-
-#define TCTL_EN        (1u << 1)
-#define TCTL_PSP       (1u << 3)
-
-#define RAH_AV         (1u << 31)
-#define RAH_AS_MASK    (3u << 16)
-
-/* Transmit descriptor command byte (legacy CMD, data DCMD, context TUCMD). */
-#define TXD_EOP        0x01
-#define TXD_IC         0x04   /* legacy: insert checksum */
-#define TXD_TSE        0x04   /* data: segmentation */
-#define TXD_RS         0x08
-#define TXD_DEXT       0x20
-#define TXD_VLE        0x40
-#define TUCMD_TCP      0x01
-#define TUCMD_IP       0x02
-#define TXD_STA_DD     0x01
-#define TXD_DTYP_CTX   0
-#define TXD_DTYP_DATA  1
-#define POPTS_IXSM     0x01
-#define POPTS_TXSM     0x02
-
-#define RXD_STA_DD     0x01
-#define RXD_STA_EOP    0x02
-#define RXD_STA_IXSM   0x04
-#define RXD_STA_VP     0x08
-#define RXD_ERR_RXE    0x80
-
-/* Statistics register indexes ((offset - 0x4000) / 4). */
-#define ST_MPC     4
-#define ST_PRC64   23          /* PRC64..PRC1522: 23..28 */
-#define ST_GPRC    29
-#define ST_BPRC    30
-#define ST_MPRC    31
-#define ST_GPTC    32
-#define ST_GORC    34          /* GORCL; GORCH is 35 */
-#define ST_GOTC    36          /* GOTCL; GOTCH is 37 */
-#define ST_RNBC    40
-#define ST_ROC     43
-#define ST_TOR     48          /* TORL; TORH is 49 */
-#define ST_TOT     50          /* TOTL; TOTH is 51 */
-#define ST_TPR     52
-#define ST_TPT     53
-#define ST_PTC64   54          /* PTC64..PTC1522: 54..59 */
-#define ST_MPTC    60
-#define ST_BPTC    61
-#define ST_TSCTC   62
-#define ST_TSCTFC  63
-#define ST_COUNT   64
-
-/* ---- PHY (M88E1011 as the 82540EM has it) ---- */
-
-#define PHY_ADDR       1
-#define PHY_BMCR       0x00
-#define PHY_BMSR       0x01
-#define PHY_ID1        0x02
-#define PHY_ID2        0x03
-#define PHY_ANAR       0x04
-#define PHY_ANLPAR     0x05
-#define PHY_ANER       0x06
-#define PHY_GBCR       0x09
-#define PHY_GBSR       0x0a
-#define PHY_EXTSR      0x0f
-#define PHY_PSCR       0x10
-#define PHY_PSSR       0x11
-#define PHY_IER        0x12
-#define PHY_ISR        0x13
-#define PHY_EPSCR      0x14
-#define PHY_NREGS      32
-
-#define BMCR_RESET     0x8000
-#define BMCR_RESTART_AN 0x0200
-
-/* ---- EEPROM ---- */
-
-#define EE_WORDS       64
-#define EE_ADDR_BITS   6
-#define EE_OP_READ     0x6     /* Microwire: start bit 1, opcode 10 */
-#define EE_SUM         0xbaba
-#define EE_ICW1        0x0a
-#define EE_SUBSYS_ID   0x0b
-#define EE_SUBSYS_VEN  0x0c
-#define EE_DEVICE_ID   0x0d
-#define EE_VENDOR_ID   0x0e
-#define EE_ICW2        0x0f
-#define EE_ICW3_PORTA  0x24
-#define EE_CHECKSUM    0x3f
-
-/* ---- sizes and budgets ---- */
-
-#define E1000_TX_MAX       65536u   /* one gathered frame (a TSO super-frame included) */
-#define E1000_TSO_MAX_HDR  240u     /* headers TSO replicates */
-#define E1000_TSO_MAX_SEGS 4096u
-#define E1000_TX_BUDGET    512u     /* descriptors per wake-up on the I/O thread */
-#define E1000_RX_BUDGET    256u     /* frames per wake-up */
-#define E1000_RX_BUF_LEN   (NET_VNET_HDR_LEN + NET_MAX_FRAME + 64)
-#define E1000_RX_MAX_STD   1522u    /* LPE off: longest frame, FCS included */
-#define E1000_RX_MAX_LPE   16384u   /* LPE on */
-#define E1000_RX_MAX_DESC  72u      /* E1000_RX_MAX_LPE + FCS over 256-byte buffers, rounded up */
-#define E1000_MIN_FRAME    60u      /* without FCS */
-#define ETH_HLEN           14u
-
-#define MSI_CAP_LEN        14
-#define MSI_CTRL_ENABLE    0x0001
-#define MSI_CTRL_64BIT     0x0080
-
-/* Work for the I/O thread. */
-#define WORK_TX     (1u << 0)
-#define WORK_RX     (1u << 1)
-#define WORK_EVENTS (1u << 2)
-
-struct e1000_regs {
-	uint32_t ctrl, eecd, eerd, ctrl_ext, mdic, fcal, fcah, fct, vet, icr, itr, ims;
-	uint32_t rctl, fcttv, txcw, tctl, tipg, ait, ledctl, pba, fcrtl, fcrth;
-	uint32_t rdbal, rdbah, rdlen, rdh, rdt, rdtr, rxdctl, radv, rsrpd, txdmac;
-	uint32_t tdbal, tdbah, tdlen, tdh, tdt, tidv, txdctl, tadv, tspmt;
-	uint32_t rxcsum, wuc, wufc, wus, manc, ipav;
-	uint32_t mta[128], ra[32], vfta[128];
-	uint64_t stats[ST_COUNT];
-};
-
-/* The offload context the last context descriptor loaded. */
-struct e1000_txctx {
-	uint8_t ipcss, ipcso, tucss, tucso, tucmd, hdrlen;
-	uint16_t ipcse, tucse, mss;
-	uint32_t paylen;
-};
-
-enum e1000_ee_mode { EE_IDLE, EE_CMD, EE_READ, EE_IGNORE };
-
-struct e1000 {
-	struct pci_dev pci;
-	const struct guest_mem *gm;
-	const struct msi_host *msi;
-	struct net_backend *be;
-	struct irq *intx;
-	uint8_t mac[6];
-
-	pthread_mutex_t lock;
-	struct e1000_regs r;
-	uint16_t phy[PHY_NREGS];
-	uint16_t eeprom[EE_WORDS];
-
-	/* Microwire bit-banging through EECD. */
-	enum e1000_ee_mode ee_mode;
-	uint32_t ee_shift;
-	unsigned ee_nbits, ee_bitpos;
-	uint16_t ee_addr, ee_data;
-	bool ee_do;
-
-	/* PCI side, cached by the config hook. */
-	bool bus_master, intx_off;
-	unsigned msi_cap;             /* 0: none */
-	bool msi_enabled;
-	int msi_gsi, msi_fd;
-
-	/* Interrupt line state. */
-	bool line;                    /* ICR & IMS asserted (after ITR) */
-	bool intx_level;              /* what the INTx pin is driven to */
-	bool irq_deferred;            /* ITR holds a rising edge back */
-	bool irq_ever;
-	uint64_t last_irq_ns, deferred_until_ns;
-
-	/* I/O bar */
-	uint32_t ioaddr;
-
-	/* Transmit. */
-	struct e1000_txctx ctx;       /* current context */
-	struct e1000_txctx tx_ctx;    /* the one the frame being gathered uses */
-	uint8_t *tx_buf;
-	size_t tx_len;
-	bool tx_started, tx_bad;
-	const char *tx_bad_why;       /* one of e1000_tx_bad_whys[] */
-	bool tx_legacy, tx_tso;
-	uint8_t tx_cmd, tx_eop_cmd, tx_popts, tx_css, tx_cso;
-	uint16_t tx_special;
-	bool tx_pending;              /* the frame in tx_buf waits for the backend */
-	unsigned tx_next_seg;
-	bool tx_more;                 /* a transmit batch was cut by its budget */
-
-	/* Receive. */
-	uint8_t *rx_buf;
-	bool rx_pending;              /* a frame waits in rx_buf for descriptors */
-	size_t rx_off, rx_len;        /* the frame (FCS included) in rx_buf */
-	size_t rx_wire_len;           /* its length on the wire, for statistics */
-	bool rx_vlan;
-	uint16_t rx_tci;
-	bool rx_blocked;              /* waiting for descriptors or a sane ring */
-	bool rx_dead;                 /* the backend failed: stop reading it */
-
-	/* I/O thread. */
-	struct loop *loop;
-	int work_fd, timer_fd;
-	uint32_t work;                /* WORK_* for the I/O thread (atomic) */
-	uint32_t kick;                /* WORK_* gathered under the lock */
-	uint32_t be_events;
-	bool be_registered;
-
-	struct e1000_stats stats;
-	struct log_ratelimit rl;      /* guest misbehaviour */
-	struct log_ratelimit rl_reg;  /* accesses to registers we do not have */
-};
-
-/* ---- little helpers ---- */
-
-static uint16_t ld16le(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t ld32le(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t ld64le(const uint8_t *p)
-{
-	return (uint64_t)ld32le(p) | (uint64_t)ld32le(p + 4) << 32;
-}
-
-static void st16le(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static uint16_t ld16be(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t ld32be(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void st16be(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void st32be(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * One's-complement sum of p[0, len) as big-endian 16-bit words, where p[0]
- * sits at byte offset `pos` of the checksummed range (odd: a low byte).
- */
-static uint64_t csum_add(uint64_t sum, const uint8_t *p, size_t len, size_t pos)
-{
-	size_t i = 0;
-
-	if (len && (pos & 1)) {
-		sum += p[0];
-		i = 1;
-	}
-	for (; i + 1 < len; i += 2)
-		sum += (uint32_t)p[i] << 8 | p[i + 1];
-	if (i < len)
-		sum += (uint32_t)p[i] << 8;
-	return sum;
-}
-
-static uint16_t csum_fold(uint64_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)sum;
-}
 
 /* IEEE 802.3 FCS as it follows the frame on the wire (little-endian CRC-32). */
 static uint32_t e1000_fcs(const struct e1000 *e, const uint8_t *p, size_t len)
@@ -478,13 +77,11 @@ static uint32_t e1000_fcs(const struct e1000 *e, const uint8_t *p, size_t len)
 
 /* ---- work for the I/O thread ---- */
 
-static void e1000_schedule(struct e1000 *e, uint32_t work)
+/* Called with e->loop set: it only goes back to NULL with the loop stopped. */
+void e1000_schedule(struct e1000 *e, uint32_t work)
 {
-	uint64_t one = 1;
-
 	__atomic_or_fetch(&e->work, work, __ATOMIC_ACQ_REL);
-	if (write(e->work_fd, &one, sizeof(one)) < 0)
-		return;   /* EAGAIN: the counter is already non-zero */
+	loop_work_post(e->loop, &e->work_post);
 }
 
 static void e1000_do_work(struct e1000 *e, uint32_t work);
@@ -531,20 +128,13 @@ static void e1000_msi_fire(struct e1000 *e)
 		log_guest(&e->rl, E1000_TAG, "MSI: eventfd write failed");
 }
 
-static void e1000_timer_arm(struct e1000 *e, uint64_t at_ns)
+void e1000_timer_arm(struct e1000 *e, uint64_t at_ns)
 {
-	struct itimerspec its = { 0 };
-
-	its.it_value.tv_sec = (time_t)(at_ns / 1000000000ull);
-	its.it_value.tv_nsec = (long)(at_ns % 1000000000ull);
-	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-		its.it_value.tv_nsec = 1;
-	if (timerfd_settime(e->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
-		log_err(E1000_TAG, "timerfd_settime: %s", strerror(errno));
+	loop_timer_arm_at(&e->itr_timer, at_ns, 0);
 }
 
 /* Re-evaluate ICR & IMS. Caller holds e->lock. */
-static void e1000_update_irq(struct e1000 *e)
+void e1000_update_irq(struct e1000 *e)
 {
 	uint64_t interval = (uint64_t)(e->r.itr & 0xffff) * 256, now;
 
@@ -556,7 +146,7 @@ static void e1000_update_irq(struct e1000 *e)
 	}
 	if (e->line)
 		return;
-	now = now_ns();
+	now = loop_now_ns();
 	if (interval && e->irq_ever && now - e->last_irq_ns < interval) {
 		if (!e->irq_deferred) {
 			e->irq_deferred = true;
@@ -584,9 +174,9 @@ static void e1000_raise(struct e1000 *e, uint32_t causes)
 }
 
 /* Without a timer on a loop, an ITR-deferred interrupt goes out at the next access. */
-static void e1000_check_deferred(struct e1000 *e)
+void e1000_check_deferred(struct e1000 *e)
 {
-	if (e->irq_deferred && now_ns() >= e->deferred_until_ns) {
+	if (e->irq_deferred && loop_now_ns() >= e->deferred_until_ns) {
 		e->irq_deferred = false;
 		e1000_update_irq(e);
 	}
@@ -831,7 +421,7 @@ static void e1000_mac_reset(struct e1000 *e)
 /* ---- rings ---- */
 
 /* Where a ring is, if it is usable now. Logs (rate-limited) when it is not. */
-static bool e1000_ring(struct e1000 *e, const char *name, uint32_t bal, uint32_t bah, uint32_t len,
+bool e1000_ring(struct e1000 *e, const char *name, uint32_t bal, uint32_t bah, uint32_t len,
 		       uint32_t head, uint32_t tail, uint64_t *base, uint32_t *count)
 {
 	*base = (uint64_t)bah << 32 | (bal & ~0xfu);
@@ -851,7 +441,7 @@ static bool e1000_ring(struct e1000 *e, const char *name, uint32_t bal, uint32_t
 	return true;
 }
 
-static void e1000_size_bin(struct e1000 *e, unsigned first, size_t wire_len)
+void e1000_size_bin(struct e1000 *e, unsigned first, size_t wire_len)
 {
 	unsigned bin;
 
@@ -870,376 +460,6 @@ static void e1000_size_bin(struct e1000 *e, unsigned first, size_t wire_len)
 	else
 		return;
 	e->r.stats[first + bin]++;
-}
-
-/* ---- transmit ---- */
-
-static void e1000_tx_drop(struct e1000 *e, const char *why, size_t len)
-{
-	e->stats.tx_dropped++;
-	log_guest(&e->rl, E1000_TAG, "dropping a %zu-byte transmit frame: %s", len, why);
-}
-
-/*
- * Hand one frame to the backend: `a` (at least an Ethernet header's worth of
- * MAC addresses) then `b`, with the VLAN tag inserted after the addresses
- * when asked and short frames padded. Returns what the backend returned.
- */
-static ssize_t e1000_tx_send(struct e1000 *e, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-	static const uint8_t zeros[E1000_MIN_FRAME];
-	struct iovec iov[6];
-	uint8_t tag[4];
-	bool vlan = (e->tx_eop_cmd & TXD_VLE) && (e->r.ctrl & CTRL_VME);
-	size_t len = alen + blen + (vlan ? 4 : 0), pad = 0;
-	const uint8_t *dst = a;
-	int n = 0;
-	ssize_t rc;
-
-	if (e->be->vnet_hdr) {
-		iov[n].iov_base = (void *)zeros;
-		iov[n++].iov_len = NET_VNET_HDR_LEN;
-	}
-	if (vlan) {
-		st16be(tag, (uint16_t)e->r.vet);
-		st16be(tag + 2, e->tx_special);
-		iov[n].iov_base = (void *)a;
-		iov[n++].iov_len = 12;
-		iov[n].iov_base = tag;
-		iov[n++].iov_len = 4;
-		iov[n].iov_base = (void *)(a + 12);
-		iov[n++].iov_len = alen - 12;
-	} else {
-		iov[n].iov_base = (void *)a;
-		iov[n++].iov_len = alen;
-	}
-	if (blen) {
-		iov[n].iov_base = (void *)b;
-		iov[n++].iov_len = blen;
-	}
-	if (len < E1000_MIN_FRAME && (e->r.tctl & TCTL_PSP)) {
-		pad = E1000_MIN_FRAME - len;
-		iov[n].iov_base = (void *)zeros;
-		iov[n++].iov_len = pad;
-	}
-	rc = net_backend_send(e->be, iov, n);
-	if (rc == -EAGAIN)
-		return rc;
-	if (rc < 0) {
-		e1000_tx_drop(e, strerror((int)-rc), len);
-		return rc;
-	}
-	len += pad;
-	e->stats.tx_packets++;
-	e->stats.tx_bytes += len;
-	e->r.stats[ST_GPTC]++;
-	e->r.stats[ST_TPT]++;
-	e->r.stats[ST_GOTC] += len + 4;
-	e->r.stats[ST_TOT] += len + 4;
-	if (dst[0] & 1)
-		e->r.stats[memcmp(dst, "\xff\xff\xff\xff\xff\xff", 6) ? ST_MPTC : ST_BPTC]++;
-	e1000_size_bin(e, ST_PTC64, len + 4);
-	return rc;
-}
-
-/*
- * Put the one's-complement checksum of p[start, end] (end inclusive; 0 means
- * the end of the frame) at p[at]. false when the offsets make no sense.
- */
-static bool e1000_csum_insert(uint8_t *p, size_t len, unsigned start, unsigned end, unsigned at, bool l4)
-{
-	size_t stop = end ? (size_t)end + 1 : len;
-	uint16_t c;
-
-	if (stop > len)
-		stop = len;
-	if (start >= stop || (size_t)at + 2 > len)
-		return false;
-	c = (uint16_t)~csum_fold(csum_add(0, p + start, stop - start, 0));
-	if (l4 && c == 0)
-		c = 0xffff;   /* 0 would mean "no checksum" to UDP */
-	st16be(p + at, c);
-	return true;
-}
-
-/* TSO: is the context consistent with the frame? NULL if so, else why not. */
-static const char *e1000_tso_check(size_t tx_len, uint8_t popts, const struct e1000_txctx *c)
-{
-	bool ipv4 = c->tucmd & TUCMD_IP, tcp = c->tucmd & TUCMD_TCP;
-	unsigned h = c->hdrlen;
-
-	if (h < ETH_HLEN || h > E1000_TSO_MAX_HDR)
-		return "TSO header length out of range";
-	if (h > tx_len)
-		return "TSO header longer than the frame";
-	if (c->mss == 0)
-		return "TSO with MSS 0";
-	if ((unsigned)c->ipcss + (ipv4 ? 20u : 40u) > h)
-		return "TSO IP header outside the header";
-	if ((unsigned)c->tucss + (tcp ? 20u : 8u) > h || c->tucss < c->ipcss)
-		return "TSO TCP/UDP header outside the header";
-	if ((popts & POPTS_IXSM) && (!ipv4 || (unsigned)c->ipcso + 2 > h))
-		return "TSO IP checksum offset outside the header";
-	if ((popts & POPTS_TXSM) && (unsigned)c->tucso + 2 > h)
-		return "TSO TCP/UDP checksum offset outside the header";
-	if (tx_len - h > (size_t)E1000_TSO_MAX_SEGS * c->mss)
-		return "TSO needs too many segments";
-	return NULL;
-}
-
-/* Segment tx_buf from segment tx_next_seg on. 0, or -EAGAIN (resume later at tx_next_seg). */
-static int e1000_tx_tso(struct e1000 *e)
-{
-	const struct e1000_txctx *c = &e->tx_ctx;
-	bool ipv4 = c->tucmd & TUCMD_IP, tcp = c->tucmd & TUCMD_TCP;
-	size_t h = c->hdrlen, payload = e->tx_len - h;
-	unsigned nsegs = payload ? (unsigned)((payload + c->mss - 1) / c->mss) : 1;
-	uint32_t seq0 = tcp ? ld32be(e->tx_buf + c->tucss + 4) : 0;
-	uint16_t id0 = ipv4 ? ld16be(e->tx_buf + c->ipcss + 4) : 0;
-	uint8_t hdr[E1000_TSO_MAX_HDR];
-
-	for (unsigned s = e->tx_next_seg; s < nsegs; s++) {
-		size_t off = (size_t)s * c->mss;
-		size_t plen = payload - off < c->mss ? payload - off : c->mss;
-		size_t seglen = h + plen;
-		const uint8_t *data = e->tx_buf + h + off;
-		ssize_t rc;
-
-		memcpy(hdr, e->tx_buf, h);
-		if (ipv4) {
-			st16be(hdr + c->ipcss + 2, (uint16_t)(seglen - c->ipcss));
-			st16be(hdr + c->ipcss + 4, (uint16_t)(id0 + s));
-		} else {
-			st16be(hdr + c->ipcss + 4, (uint16_t)(seglen - c->ipcss - 40));
-		}
-		if (tcp) {
-			st32be(hdr + c->tucss + 4, seq0 + (uint32_t)off);
-			if (s + 1 < nsegs)
-				hdr[c->tucss + 13] &= (uint8_t)~0x09;   /* FIN and PSH: last segment only */
-		} else {
-			st16be(hdr + c->tucss + 4, (uint16_t)(seglen - c->tucss));
-		}
-		if ((e->tx_popts & POPTS_IXSM) && ipv4) {
-			size_t end = c->ipcse ? (size_t)c->ipcse + 1 : h;
-
-			if (end > h)
-				end = h;
-			st16be(hdr + c->ipcso, 0);
-			if (end > c->ipcss)
-				st16be(hdr + c->ipcso,
-				       (uint16_t)~csum_fold(csum_add(0, hdr + c->ipcss, end - c->ipcss, 0)));
-		}
-		if (e->tx_popts & POPTS_TXSM) {
-			/* The field holds the pseudo-header sum without the length; add it. */
-			uint64_t sum = csum_add(0, hdr + c->tucss, h - c->tucss, 0);
-			uint16_t cs;
-
-			sum = csum_add(sum, data, plen, h - c->tucss);
-			sum += (uint16_t)(seglen - c->tucss);
-			cs = (uint16_t)~csum_fold(sum);
-			st16be(hdr + c->tucso, cs ? cs : 0xffff);
-		}
-		rc = e1000_tx_send(e, hdr, h, data, plen);
-		if (rc == -EAGAIN) {
-			e->tx_next_seg = s;
-			return -EAGAIN;
-		}
-	}
-	e->r.stats[ST_TSCTC]++;
-	e->stats.tx_tso++;
-	return 0;
-}
-
-/* Send the frame in tx_buf (offloads applied). 0 or -EAGAIN. */
-static int e1000_tx_emit(struct e1000 *e)
-{
-	if (e->tx_tso)
-		return e1000_tx_tso(e);
-	return e1000_tx_send(e, e->tx_buf, e->tx_len, NULL, 0) == -EAGAIN ? -EAGAIN : 0;
-}
-
-/* A whole frame was gathered (EOP). */
-static void e1000_tx_frame(struct e1000 *e)
-{
-	const struct e1000_txctx *c = &e->tx_ctx;
-	const char *why;
-
-	e->tx_next_seg = 0;
-	if (e->tx_len < ETH_HLEN) {
-		e1000_tx_drop(e, "shorter than an Ethernet header", e->tx_len);
-		e->tx_len = 0;
-		return;
-	}
-	if (e->tx_tso) {
-		why = e1000_tso_check(e->tx_len, e->tx_popts, c);
-		if (why) {
-			e->r.stats[ST_TSCTFC]++;
-			e1000_tx_drop(e, why, e->tx_len);
-			e->tx_len = 0;
-			return;
-		}
-	} else if (e->tx_legacy) {
-		if ((e->tx_cmd & TXD_IC) && !e1000_csum_insert(e->tx_buf, e->tx_len, e->tx_css, 0, e->tx_cso, true))
-			log_guest(&e->rl, E1000_TAG, "legacy checksum offsets %u/%u outside a %zu-byte frame",
-				  e->tx_css, e->tx_cso, e->tx_len);
-	} else {
-		/* IP first: a TCP/UDP checksum over a range that includes it then sees the final value. */
-		if ((e->tx_popts & POPTS_IXSM) &&
-		    !e1000_csum_insert(e->tx_buf, e->tx_len, c->ipcss, c->ipcse, c->ipcso, false))
-			log_guest(&e->rl, E1000_TAG, "IP checksum offsets outside a %zu-byte frame", e->tx_len);
-		if ((e->tx_popts & POPTS_TXSM) &&
-		    !e1000_csum_insert(e->tx_buf, e->tx_len, c->tucss, c->tucse, c->tucso, true))
-			log_guest(&e->rl, E1000_TAG, "TCP/UDP checksum offsets outside a %zu-byte frame", e->tx_len);
-	}
-	if (e1000_tx_emit(e) == -EAGAIN) {
-		e->tx_pending = true;
-		return;
-	}
-	e->tx_len = 0;
-}
-
-/* Retry what the backend refused. true when nothing waits any more. */
-static bool e1000_tx_flush(struct e1000 *e)
-{
-	if (!e->tx_pending)
-		return true;
-	if (e1000_tx_emit(e) == -EAGAIN)
-		return false;
-	e->tx_pending = false;
-	e->tx_len = 0;
-	return true;
-}
-
-static void e1000_tx_context(struct e1000 *e, const uint8_t *d)
-{
-	struct e1000_txctx *c = &e->ctx;
-
-	c->ipcss = d[0];
-	c->ipcso = d[1];
-	c->ipcse = ld16le(d + 2);
-	c->tucss = d[4];
-	c->tucso = d[5];
-	c->tucse = ld16le(d + 6);
-	c->paylen = ld32le(d + 8) & 0xfffff;
-	c->tucmd = d[11];
-	c->hdrlen = d[13];
-	c->mss = ld16le(d + 14);
-}
-
-/* Why a frame being gathered will be dropped at EOP; the index is what a snapshot saves. */
-enum { TX_BAD_NONE, TX_BAD_LONG, TX_BAD_RAM, TX_BAD_COUNT };
-static const char *const e1000_tx_bad_whys[TX_BAD_COUNT] = {
-	[TX_BAD_NONE] = "malformed",
-	[TX_BAD_LONG] = "longer than 64 KiB",
-	[TX_BAD_RAM] = "buffer outside guest RAM",
-};
-
-/* One legacy or data descriptor: append its buffer, finish the frame at EOP. */
-static void e1000_tx_data(struct e1000 *e, const uint8_t *d, bool ext)
-{
-	uint64_t addr = ld64le(d);
-	uint32_t len = ext ? ld32le(d + 8) & 0xfffff : ld16le(d + 8);
-	uint8_t cmd = d[11];
-
-	if (!e->tx_started) {
-		e->tx_started = true;
-		e->tx_bad = false;
-		e->tx_len = 0;
-		e->tx_legacy = !ext;
-		e->tx_cmd = cmd;
-		e->tx_cso = d[10];
-		e->tx_css = d[13];
-		e->tx_popts = ext ? d[13] : 0;
-		e->tx_tso = ext && (cmd & TXD_TSE);
-		e->tx_ctx = e->ctx;
-	}
-	if (!e->tx_bad && len) {
-		if (len > E1000_TX_MAX - e->tx_len) {
-			e->tx_bad = true;
-			e->tx_bad_why = e1000_tx_bad_whys[TX_BAD_LONG];
-		} else if (gm_read(e->gm, addr, e->tx_buf + e->tx_len, len) < 0) {
-			e->tx_bad = true;
-			e->tx_bad_why = e1000_tx_bad_whys[TX_BAD_RAM];
-		} else {
-			e->tx_len += len;
-		}
-	}
-	if (!(cmd & TXD_EOP))
-		return;
-	e->tx_started = false;
-	e->tx_eop_cmd = cmd;
-	e->tx_special = ld16le(d + 14);
-	if (e->tx_bad) {
-		e1000_tx_drop(e, e->tx_bad_why, e->tx_len);
-		e->tx_len = 0;
-		e->tx_bad = false;
-		return;
-	}
-	e1000_tx_frame(e);
-}
-
-/*
- * Walk TDH..TDT, at most `budget` descriptors (and never more than the ring
- * holds). Caller holds e->lock.
- */
-static void e1000_tx(struct e1000 *e, unsigned budget)
-{
-	uint64_t base;
-	uint32_t count;
-	unsigned done = 0;
-	bool wrote_back = false;
-
-	e->tx_more = false;
-	if (!(e->r.tctl & TCTL_EN) || !e->bus_master)
-		return;
-	if (!e1000_tx_flush(e))
-		return;   /* EPOLLOUT on the backend resumes us */
-	if (!e1000_ring(e, "transmit", e->r.tdbal, e->r.tdbah, e->r.tdlen, e->r.tdh, e->r.tdt, &base, &count))
-		return;
-	if (budget > count)
-		budget = count;
-	while (e->r.tdh != e->r.tdt) {
-		uint64_t gpa = base + (uint64_t)e->r.tdh * 16;
-		uint8_t d[16];
-		uint8_t cmd;
-
-		if (done == budget) {
-			e->tx_more = true;
-			break;
-		}
-		if (gm_read(e->gm, gpa, d, sizeof(d)) < 0)
-			break;   /* cannot happen: the ring was checked to be RAM */
-		cmd = d[11];
-		if (cmd & TXD_DEXT) {
-			unsigned dtyp = (ld32le(d + 8) >> 20) & 0xf;
-
-			if (dtyp == TXD_DTYP_CTX)
-				e1000_tx_context(e, d);
-			else if (dtyp == TXD_DTYP_DATA)
-				e1000_tx_data(e, d, true);
-			else
-				log_guest(&e->rl, E1000_TAG, "transmit descriptor %u has type %u", e->r.tdh, dtyp);
-		} else {
-			e1000_tx_data(e, d, false);
-		}
-		if (cmd & TXD_RS) {
-			uint8_t sta = (uint8_t)(d[12] | TXD_STA_DD);
-
-			__atomic_thread_fence(__ATOMIC_RELEASE);
-			gm_write(e->gm, gpa + 12, &sta, 1);
-			wrote_back = true;
-		}
-		e->r.tdh = (e->r.tdh + 1) % count;
-		done++;
-		if (e->tx_pending)
-			break;
-	}
-	if (!done)
-		return;
-	e->r.icr |= wrote_back ? ICR_TXDW : 0;
-	if (e->r.tdh == e->r.tdt)
-		e->r.icr |= ICR_TXQE;
-	e1000_update_irq(e);
 }
 
 /* ---- receive ---- */
@@ -1523,15 +743,9 @@ static void e1000_rx(struct e1000 *e, unsigned budget)
 /* ---- register file ---- */
 
 /* Registers that only hold a value: where, and which bits are writable. */
-struct e1000_plain {
-	uint16_t reg;
-	uint16_t field;
-	uint32_t wmask;
-};
-
 #define PLAIN(r, f, m) { r, (uint16_t)offsetof(struct e1000_regs, f), m }
 
-static const struct e1000_plain e1000_plain_regs[] = {
+const struct e1000_plain e1000_plain_regs[] = {
 	PLAIN(R_CTRL_EXT, ctrl_ext, 0xffffffffu & ~CTRL_EXT_EE_RST),
 	PLAIN(R_FCAL, fcal, 0xffffffffu),
 	PLAIN(R_FCAH, fcah, 0x0000ffffu),
@@ -1560,10 +774,11 @@ static const struct e1000_plain e1000_plain_regs[] = {
 	PLAIN(R_MANC, manc, 0xffffffffu),
 	PLAIN(R_IPAV, ipav, 0x00010001u),
 };
+const size_t e1000_plain_count = sizeof(e1000_plain_regs) / sizeof(e1000_plain_regs[0]);
 
 static const struct e1000_plain *e1000_plain_find(uint32_t off)
 {
-	for (size_t i = 0; i < sizeof(e1000_plain_regs) / sizeof(e1000_plain_regs[0]); i++)
+	for (size_t i = 0; i < e1000_plain_count; i++)
 		if (e1000_plain_regs[i].reg == off)
 			return &e1000_plain_regs[i];
 	return NULL;
@@ -1844,7 +1059,7 @@ static const struct bus_dev_ops e1000_io_ops = { .read = e1000_io_read, .write =
  * Bring MSI in line with the capability. fire: send the message for a line
  * already asserted when MSI turns on (not on restore). Caller holds e->lock.
  */
-static void e1000_msi_update(struct e1000 *e, bool fire)
+void e1000_msi_update(struct e1000 *e, bool fire)
 {
 	const struct pci_dev *pd = &e->pci;
 	unsigned cap = e->msi_cap;
@@ -1954,13 +1169,10 @@ static void e1000_update_events(struct e1000 *e)
 		e1000_schedule(e, WORK_TX);
 }
 
-static void e1000_work_cb(void *opaque, uint32_t events)
+static void e1000_work_cb(void *opaque)
 {
 	struct e1000 *e = opaque;
-	uint64_t v;
 
-	if (read(e->work_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return;
 	e1000_lock(e);
 	e1000_do_work(e, __atomic_exchange_n(&e->work, 0, __ATOMIC_ACQ_REL));
 	pthread_mutex_unlock(&e->lock);
@@ -1980,13 +1192,10 @@ static void e1000_backend_cb(void *opaque, uint32_t events)
 	e1000_update_events(e);
 }
 
-static void e1000_timer_cb(void *opaque, uint32_t events)
+static void e1000_timer_cb(void *opaque)
 {
 	struct e1000 *e = opaque;
-	uint64_t v;
 
-	if (read(e->timer_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return;
 	e1000_lock(e);
 	e1000_check_deferred(e);
 	pthread_mutex_unlock(&e->lock);
@@ -2025,25 +1234,20 @@ void e1000_get_stats(struct e1000 *e, struct e1000_stats *st)
 	pthread_mutex_unlock(&e->lock);
 }
 
-int e1000_attach_loop(struct e1000 *e, struct loop *l)
+int e1000_attach(struct e1000 *e, struct loop *l)
 {
 	int rc;
 
 	if (e->loop)
 		return -EBUSY;
-	rc = loop_add(l, e->work_fd, EPOLLIN, e1000_work_cb, e);
-	if (rc < 0)
-		return rc;
-	rc = loop_add(l, e->timer_fd, EPOLLIN, e1000_timer_cb, e);
-	if (rc < 0)
-		goto err_work;
 	/* Registered idle; e1000_update_events() turns on what the device state allows. */
 	rc = loop_add(l, e->be->fd, 0, e1000_backend_cb, e);
 	if (rc < 0)
-		goto err_timer;
+		return rc;
 	rc = net_backend_attach(e->be, l);
 	if (rc < 0)
 		goto err_be;
+	loop_timer_init(&e->itr_timer, l, e1000_timer_cb, e);
 	e1000_lock(e);
 	e->be_events = 0;
 	e->be_registered = true;
@@ -2056,14 +1260,10 @@ int e1000_attach_loop(struct e1000 *e, struct loop *l)
 
 err_be:
 	loop_del(l, e->be->fd);
-err_timer:
-	loop_del(l, e->timer_fd);
-err_work:
-	loop_del(l, e->work_fd);
 	return rc;
 }
 
-void e1000_detach_loop(struct e1000 *e)
+void e1000_detach(struct e1000 *e)
 {
 	struct loop *l;
 
@@ -2077,8 +1277,8 @@ void e1000_detach_loop(struct e1000 *e)
 	if (e->be_registered)
 		loop_del(l, e->be->fd);
 	e->be_registered = false;
-	loop_del(l, e->timer_fd);
-	loop_del(l, e->work_fd);
+	loop_timer_cancel(&e->itr_timer);
+	loop_work_cancel(l, &e->work_post);
 }
 
 int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct guest_mem *gm,
@@ -2087,20 +1287,28 @@ int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct g
 	struct e1000 *e;
 	int rc, cap;
 
+	struct net_backend *be = cfg->backend;
+
 	*out = NULL;
-	if (!cfg->backend || !gm) {
-		snprintf(err, errlen, "e1000: no backend or guest memory");
-		net_backend_free(cfg->backend);
+	if (!gm) {
+		snprintf(err, errlen, "e1000: no guest memory");
+		net_backend_free(be);
 		return -EINVAL;
+	}
+	if (!be) {
+		rc = net_backend_open(&be, &cfg->net, err, errlen);
+		if (rc < 0)
+			return rc;
 	}
 	e = calloc(1, sizeof(*e));
 	if (!e) {
-		net_backend_free(cfg->backend);
+		net_backend_free(be);
 		snprintf(err, errlen, "e1000: out of memory");
 		return -ENOMEM;
 	}
-	e->be = cfg->backend;
-	e->work_fd = e->timer_fd = e->msi_fd = -1;
+	e->be = be;
+	e->msi_fd = -1;
+	loop_work_init(&e->work_post, e1000_work_cb, e);
 	e->msi_gsi = -1;
 	e->tx_buf = malloc(E1000_TX_MAX);
 	e->rx_buf = malloc(E1000_RX_BUF_LEN);
@@ -2109,12 +1317,11 @@ int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct g
 		snprintf(err, errlen, "e1000: out of memory");
 		goto err_free;
 	}
-	e->work_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	/* The MSI message goes out through KVM's irqfd on this eventfd. */
 	e->msi_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	e->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (e->work_fd < 0 || e->msi_fd < 0 || e->timer_fd < 0) {
+	if (e->msi_fd < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "e1000: eventfd/timerfd: %s", strerror(errno));
+		snprintf(err, errlen, "e1000: eventfd: %s", strerror(errno));
 		goto err_free;
 	}
 	/* Frames come with full checksums and unsegmented: the 82540 offers no receive offload. */
@@ -2166,12 +1373,8 @@ int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct g
 	return 0;
 
 err_free:
-	if (e->work_fd >= 0)
-		close(e->work_fd);
 	if (e->msi_fd >= 0)
 		close(e->msi_fd);
-	if (e->timer_fd >= 0)
-		close(e->timer_fd);
 	net_backend_free(e->be);
 	free(e->tx_buf);
 	free(e->rx_buf);
@@ -2183,407 +1386,15 @@ void e1000_free(struct e1000 *e)
 {
 	if (!e)
 		return;
-	e1000_detach_loop(e);
+	e1000_detach(e);
 	if (e->msi && e->msi_gsi >= 0) {
 		e->msi->ops->irqfd(e->msi->opaque, e->msi_fd, (unsigned)e->msi_gsi, false);
 		e->msi->ops->route_free(e->msi->opaque, (unsigned)e->msi_gsi);
 	}
 	net_backend_free(e->be);
-	close(e->work_fd);
 	close(e->msi_fd);
-	close(e->timer_fd);
 	pthread_mutex_destroy(&e->lock);
 	free(e->tx_buf);
 	free(e->rx_buf);
 	free(e);
-}
-
-/* ---- pause and snapshot ---- */
-
-void e1000_quiesce(struct e1000 *e)
-{
-	pthread_mutex_lock(&e->lock);
-	e1000_check_deferred(e);
-	/* The whole ring in one go: only a backend EAGAIN can leave work behind, and that is saved. */
-	e1000_tx(e, UINT32_MAX);
-	pthread_mutex_unlock(&e->lock);
-}
-
-void e1000_resume_work(struct e1000 *e)
-{
-	bool loop;
-
-	pthread_mutex_lock(&e->lock);
-	loop = e->loop != NULL;
-	pthread_mutex_unlock(&e->lock);
-	if (loop)
-		e1000_schedule(e, WORK_TX | WORK_RX | WORK_EVENTS);
-}
-
-/* The register file goes out as its 32-bit words in declaration order, then the statistics. */
-#define E1000_REGS_WORDS (offsetof(struct e1000_regs, vfta) / 4 + 128)
-_Static_assert(E1000_REGS_WORDS == 335 && sizeof(struct e1000_regs) == 336 * 4 + 8 * ST_COUNT,
-	       "struct e1000_regs changed: update the snapshot layout and E1000_SNAP_VERSION");
-
-/* The longest ITR interval (ITR is 16 bits of 256 ns): older history does not matter. */
-#define E1000_ITR_MAX_NS (0xffffull * 256)
-
-/* Everything e1000_load reads, checked before any of it reaches the device. */
-struct e1000_snap {
-	struct pci_dev_snap pci;
-	struct e1000_regs r;
-	uint16_t phy[PHY_NREGS];
-	uint16_t eeprom[EE_WORDS];
-	uint8_t ee_mode, ee_nbits, ee_bitpos;
-	uint32_t ee_shift;
-	uint16_t ee_addr, ee_data;
-	bool ee_do;
-	bool line, irq_deferred, irq_ever;
-	uint64_t since_irq_ns, deferred_left_ns;
-	uint32_t ioaddr;
-	struct e1000_txctx ctx, tx_ctx;
-	bool tx_started, tx_bad, tx_legacy, tx_tso, tx_pending, tx_more;
-	uint8_t tx_bad_code, tx_cmd, tx_eop_cmd, tx_popts, tx_css, tx_cso;
-	uint16_t tx_special;
-	uint32_t tx_next_seg, tx_len;
-	bool rx_pending, rx_vlan;
-	uint16_t rx_tci;
-	uint32_t rx_len, rx_wire_len;
-	uint8_t tx_buf[E1000_TX_MAX];
-	uint8_t rx_buf[E1000_RX_MAX_LPE];
-};
-
-static void e1000_put_txctx(struct snap_writer *w, const struct e1000_txctx *c)
-{
-	snap_put_u8(w, c->ipcss);
-	snap_put_u8(w, c->ipcso);
-	snap_put_u8(w, c->tucss);
-	snap_put_u8(w, c->tucso);
-	snap_put_u8(w, c->tucmd);
-	snap_put_u8(w, c->hdrlen);
-	snap_put_u16(w, c->ipcse);
-	snap_put_u16(w, c->tucse);
-	snap_put_u16(w, c->mss);
-	snap_put_u32(w, c->paylen);
-}
-
-static void e1000_get_txctx(struct snap_sec *s, struct e1000_txctx *c)
-{
-	c->ipcss = snap_get_u8(s);
-	c->ipcso = snap_get_u8(s);
-	c->tucss = snap_get_u8(s);
-	c->tucso = snap_get_u8(s);
-	c->tucmd = snap_get_u8(s);
-	c->hdrlen = snap_get_u8(s);
-	c->ipcse = snap_get_u16(s);
-	c->tucse = snap_get_u16(s);
-	c->mss = snap_get_u16(s);
-	c->paylen = snap_get_u32(s);
-}
-
-static uint8_t e1000_tx_bad_code(const char *why)
-{
-	for (uint8_t i = 1; i < TX_BAD_COUNT; i++)
-		if (why == e1000_tx_bad_whys[i])
-			return i;
-	return TX_BAD_NONE;
-}
-
-void e1000_save(const struct e1000 *e, struct snap_writer *w)
-{
-	pthread_mutex_t *lock = (pthread_mutex_t *)&e->lock;
-	uint64_t now = now_ns(), since = 0, left = 0;
-
-	/* The host lock first, alone: the order is host -> e1000. */
-	pci_dev_save(&e->pci, w);
-	pthread_mutex_lock(lock);
-	for (size_t i = 0; i < E1000_REGS_WORDS; i++) {
-		uint32_t v;
-
-		memcpy(&v, (const uint8_t *)&e->r + 4 * i, 4);
-		snap_put_u32(w, v);
-	}
-	for (unsigned i = 0; i < ST_COUNT; i++)
-		snap_put_u64(w, e->r.stats[i]);
-	for (unsigned i = 0; i < PHY_NREGS; i++)
-		snap_put_u16(w, e->phy[i]);
-	for (unsigned i = 0; i < EE_WORDS; i++)
-		snap_put_u16(w, e->eeprom[i]);
-
-	snap_put_u8(w, (uint8_t)e->ee_mode);
-	snap_put_u8(w, (uint8_t)e->ee_nbits);
-	snap_put_u8(w, (uint8_t)e->ee_bitpos);
-	snap_put_u32(w, e->ee_shift);
-	snap_put_u16(w, e->ee_addr);
-	snap_put_u16(w, e->ee_data);
-	snap_put_bool(w, e->ee_do);
-
-	/* Absolute CLOCK_MONOTONIC times mean nothing in another process: save them relative to now. */
-	if (e->irq_ever)
-		since = now - e->last_irq_ns < E1000_ITR_MAX_NS ? now - e->last_irq_ns : E1000_ITR_MAX_NS;
-	if (e->irq_deferred && e->deferred_until_ns > now)
-		left = e->deferred_until_ns - now < E1000_ITR_MAX_NS ? e->deferred_until_ns - now : E1000_ITR_MAX_NS;
-	snap_put_bool(w, e->line);
-	snap_put_bool(w, e->irq_deferred);
-	snap_put_bool(w, e->irq_ever);
-	snap_put_u64(w, since);
-	snap_put_u64(w, left);
-	snap_put_u32(w, e->ioaddr);
-
-	e1000_put_txctx(w, &e->ctx);
-	e1000_put_txctx(w, &e->tx_ctx);
-	snap_put_bool(w, e->tx_started);
-	snap_put_bool(w, e->tx_bad);
-	snap_put_bool(w, e->tx_legacy);
-	snap_put_bool(w, e->tx_tso);
-	snap_put_bool(w, e->tx_pending);
-	snap_put_bool(w, e->tx_more);
-	snap_put_u8(w, e->tx_bad ? e1000_tx_bad_code(e->tx_bad_why) : TX_BAD_NONE);
-	snap_put_u8(w, e->tx_cmd);
-	snap_put_u8(w, e->tx_eop_cmd);
-	snap_put_u8(w, e->tx_popts);
-	snap_put_u8(w, e->tx_css);
-	snap_put_u8(w, e->tx_cso);
-	snap_put_u16(w, e->tx_special);
-	snap_put_u32(w, e->tx_next_seg);
-	snap_put_u32(w, (uint32_t)e->tx_len);
-	snap_put(w, e->tx_buf, e->tx_len);
-
-	snap_put_bool(w, e->rx_pending);
-	snap_put_bool(w, e->rx_pending && e->rx_vlan);
-	snap_put_u16(w, e->rx_pending ? e->rx_tci : 0);
-	snap_put_u32(w, e->rx_pending ? (uint32_t)e->rx_len : 0);
-	snap_put_u32(w, e->rx_pending ? (uint32_t)e->rx_wire_len : 0);
-	if (e->rx_pending)
-		snap_put(w, e->rx_buf + e->rx_off, e->rx_len);
-	pthread_mutex_unlock(lock);
-}
-
-/* Values the register writes can produce; anything else never came from a guest. NULL: fine. */
-static const char *e1000_regs_check(const struct e1000_regs *r)
-{
-	const struct e1000_plain *pl = e1000_plain_regs;
-
-	for (size_t i = 0; i < sizeof(e1000_plain_regs) / sizeof(e1000_plain_regs[0]); i++, pl++) {
-		uint32_t v;
-
-		memcpy(&v, (const uint8_t *)r + pl->field, 4);
-		if (v & ~pl->wmask)
-			return "a register has bits set that are not writable";
-	}
-	if ((r->eecd & ~EECD_WMASK) || (r->icr & ~ICR_MASK) || (r->ims & ~ICR_MASK))
-		return "EECD, ICR or IMS has reserved bits set";
-	if ((r->rctl & ~0x07ffbffeu) || (r->tctl & ~0x03fffffau) || (r->pba & ~0xffffu))
-		return "RCTL, TCTL or PBA has reserved bits set";
-	if ((r->rdbal & 0xf) || (r->tdbal & 0xf) || (r->rdlen & ~0xfff80u) || (r->tdlen & ~0xfff80u))
-		return "a ring base or length is misaligned";
-	if (r->rdh > 0xffff || r->rdt > 0xffff || r->tdh > 0xffff || r->tdt > 0xffff)
-		return "a ring head or tail is out of range";
-	for (unsigned i = 1; i < 32; i += 2)
-		if (r->ra[i] & ~(RAH_AV | RAH_AS_MASK | 0xffffu))
-			return "a receive address high register has reserved bits set";
-	return NULL;
-}
-
-/* Read the section after the PCI part into t. NULL, or why it is refused. */
-static const char *e1000_snap_read(struct snap_sec *s, struct e1000_snap *t)
-{
-	const char *why;
-
-	for (size_t i = 0; i < E1000_REGS_WORDS; i++) {
-		uint32_t v = snap_get_u32(s);
-
-		memcpy((uint8_t *)&t->r + 4 * i, &v, 4);
-	}
-	for (unsigned i = 0; i < ST_COUNT; i++)
-		t->r.stats[i] = snap_get_u64(s);
-	for (unsigned i = 0; i < PHY_NREGS; i++)
-		t->phy[i] = snap_get_u16(s);
-	for (unsigned i = 0; i < EE_WORDS; i++)
-		t->eeprom[i] = snap_get_u16(s);
-	t->ee_mode = snap_get_u8(s);
-	t->ee_nbits = snap_get_u8(s);
-	t->ee_bitpos = snap_get_u8(s);
-	t->ee_shift = snap_get_u32(s);
-	t->ee_addr = snap_get_u16(s);
-	t->ee_data = snap_get_u16(s);
-	t->ee_do = snap_get_bool(s);
-	t->line = snap_get_bool(s);
-	t->irq_deferred = snap_get_bool(s);
-	t->irq_ever = snap_get_bool(s);
-	t->since_irq_ns = snap_get_u64(s);
-	t->deferred_left_ns = snap_get_u64(s);
-	t->ioaddr = snap_get_u32(s);
-	e1000_get_txctx(s, &t->ctx);
-	e1000_get_txctx(s, &t->tx_ctx);
-	t->tx_started = snap_get_bool(s);
-	t->tx_bad = snap_get_bool(s);
-	t->tx_legacy = snap_get_bool(s);
-	t->tx_tso = snap_get_bool(s);
-	t->tx_pending = snap_get_bool(s);
-	t->tx_more = snap_get_bool(s);
-	t->tx_bad_code = snap_get_u8(s);
-	t->tx_cmd = snap_get_u8(s);
-	t->tx_eop_cmd = snap_get_u8(s);
-	t->tx_popts = snap_get_u8(s);
-	t->tx_css = snap_get_u8(s);
-	t->tx_cso = snap_get_u8(s);
-	t->tx_special = snap_get_u16(s);
-	t->tx_next_seg = snap_get_u32(s);
-	t->tx_len = snap_get_u32(s);
-	if (s->err)
-		return "section truncated or malformed";
-	if (t->tx_len > E1000_TX_MAX)
-		return "the transmit frame is longer than 64 KiB";
-	snap_get(s, t->tx_buf, t->tx_len);
-	t->rx_pending = snap_get_bool(s);
-	t->rx_vlan = snap_get_bool(s);
-	t->rx_tci = snap_get_u16(s);
-	t->rx_len = snap_get_u32(s);
-	t->rx_wire_len = snap_get_u32(s);
-	if (s->err)
-		return "section truncated or malformed";
-	if (t->rx_pending ? t->rx_len < E1000_MIN_FRAME || t->rx_len > E1000_RX_MAX_LPE ||
-			    t->rx_wire_len < E1000_MIN_FRAME + 4 || t->rx_wire_len > E1000_RX_MAX_LPE
-			  : t->rx_len || t->rx_wire_len)
-		return "the pending receive frame has an impossible length";
-	snap_get(s, t->rx_buf, t->rx_len);
-	if (s->err)
-		return "section truncated or malformed";
-
-	why = e1000_regs_check(&t->r);
-	if (why)
-		return why;
-	if (t->ee_mode > EE_IGNORE || t->ee_nbits > 3 + EE_ADDR_BITS || t->ee_bitpos > 16 ||
-	    t->ee_addr >= EE_WORDS)
-		return "EEPROM bit-bang state out of range";
-	if (t->since_irq_ns > E1000_ITR_MAX_NS || t->deferred_left_ns > E1000_ITR_MAX_NS)
-		return "interrupt throttling times out of range";
-	/* The invariants e1000_update_irq keeps. */
-	if ((t->line || t->irq_deferred) && !(t->r.icr & t->r.ims))
-		return "interrupt asserted with no unmasked cause";
-	if (t->line && t->irq_deferred)
-		return "interrupt both asserted and deferred";
-	if (t->tx_bad_code >= TX_BAD_COUNT || t->tx_bad != (t->tx_bad_code != TX_BAD_NONE))
-		return "bad transmit error state";
-	if (t->tx_started && t->tx_pending)
-		return "transmit frame both gathering and waiting";
-	if (t->tx_pending) {
-		if (t->tx_len < ETH_HLEN)
-			return "the waiting transmit frame is shorter than an Ethernet header";
-		if (t->tx_tso && (t->tx_next_seg > E1000_TSO_MAX_SEGS ||
-				  e1000_tso_check(t->tx_len, t->tx_popts, &t->tx_ctx)))
-			return "the waiting TSO frame does not match its context";
-	}
-	return NULL;
-}
-
-/* Caller holds e->lock. */
-static void e1000_snap_commit(struct e1000 *e, const struct e1000_snap *t)
-{
-	uint16_t cmd = pci_get16(&e->pci, PCI_COMMAND);
-	uint64_t now = now_ns();
-	bool level;
-
-	e->r = t->r;
-	memcpy(e->phy, t->phy, sizeof(e->phy));
-	memcpy(e->eeprom, t->eeprom, sizeof(e->eeprom));
-	e->ee_mode = (enum e1000_ee_mode)t->ee_mode;
-	e->ee_nbits = t->ee_nbits;
-	e->ee_bitpos = t->ee_bitpos;
-	e->ee_shift = t->ee_shift;
-	e->ee_addr = t->ee_addr;
-	e->ee_data = t->ee_data;
-	e->ee_do = t->ee_do;
-
-	e->bus_master = cmd & PCI_CMD_MASTER;
-	e->intx_off = cmd & PCI_CMD_INTX_OFF;
-	e->line = t->line;
-	e->irq_deferred = t->irq_deferred;
-	e->irq_ever = t->irq_ever;
-	e->last_irq_ns = now > t->since_irq_ns ? now - t->since_irq_ns : 0;
-	e->deferred_until_ns = now + t->deferred_left_ns;
-	e->ioaddr = t->ioaddr;
-
-	e->ctx = t->ctx;
-	e->tx_ctx = t->tx_ctx;
-	e->tx_started = t->tx_started;
-	e->tx_bad = t->tx_bad;
-	e->tx_bad_why = t->tx_bad ? e1000_tx_bad_whys[t->tx_bad_code] : NULL;
-	e->tx_legacy = t->tx_legacy;
-	e->tx_tso = t->tx_tso;
-	e->tx_pending = t->tx_pending;
-	e->tx_more = t->tx_more;
-	e->tx_cmd = t->tx_cmd;
-	e->tx_eop_cmd = t->tx_eop_cmd;
-	e->tx_popts = t->tx_popts;
-	e->tx_css = t->tx_css;
-	e->tx_cso = t->tx_cso;
-	e->tx_special = t->tx_special;
-	e->tx_next_seg = t->tx_next_seg;
-	e->tx_len = t->tx_len;
-	memcpy(e->tx_buf, t->tx_buf, t->tx_len);
-
-	e->rx_pending = t->rx_pending;
-	e->rx_off = 0;
-	e->rx_len = t->rx_len;
-	e->rx_wire_len = t->rx_wire_len;
-	e->rx_vlan = t->rx_vlan;
-	e->rx_tci = t->rx_tci;
-	memcpy(e->rx_buf, t->rx_buf, t->rx_len);
-	e->rx_blocked = false;
-	e->kick = 0;
-
-	/* Host-side effects of the restored state: MSI route and irqfd, the INTx level, the ITR timer. */
-	if (e->msi_cap)
-		e1000_msi_update(e, false);
-	else
-		e->msi_enabled = false;
-	level = e->line && !e->msi_enabled && !e->intx_off;
-	e->intx_level = level;
-	irq_set_level(e->intx, level);
-	if (e->loop && e->irq_deferred)
-		e1000_timer_arm(e, e->deferred_until_ns);
-}
-
-int e1000_load(struct e1000 *e, struct snap_sec *s)
-{
-	struct e1000_snap *t;
-	const char *why = NULL;
-	bool loop;
-	int rc;
-
-	if (s->version != E1000_SNAP_VERSION) {
-		log_err("snapshot", "e1000: unknown section version %u", s->version);
-		snap_sec_fail(s);
-		return -EINVAL;
-	}
-	t = calloc(1, sizeof(*t));
-	if (!t) {
-		snap_sec_fail(s);
-		return -ENOMEM;
-	}
-	/* Every check first, the PCI part included: a refused section changes nothing. */
-	rc = pci_dev_load_check(&e->pci, s, &t->pci);
-	if (rc == 0) {
-		why = e1000_snap_read(s, t);
-		if (why) {
-			log_err("snapshot", "e1000: %s", why);
-			snap_sec_fail(s);
-			rc = -EINVAL;
-		}
-	}
-	if (rc < 0) {
-		free(t);
-		return rc;
-	}
-	pci_dev_load_apply(&e->pci, &t->pci);
-	pthread_mutex_lock(&e->lock);
-	e1000_snap_commit(e, t);
-	loop = e->loop != NULL;
-	pthread_mutex_unlock(&e->lock);
-	free(t);
-	if (loop)
-		e1000_schedule(e, WORK_TX | WORK_RX | WORK_EVENTS);
-	return 0;
 }

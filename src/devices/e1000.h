@@ -9,7 +9,7 @@
  * VM exit, which is the point of having it.
  *
  * Threading: register accesses come from vCPU threads. Frames move on the
- * I/O thread whose loop the device is attached to (e1000_attach_loop), the
+ * I/O thread whose loop the device is attached to (e1000_attach), the
  * only thread that calls the network backend. Without a loop (unit tests,
  * fuzzing) transmit runs inside the TDT write and receive in e1000_poll().
  */
@@ -39,9 +39,12 @@ struct snap_sec;
 
 struct e1000_config {
 	uint8_t mac[6];
+	/* The backend e1000_new() opens; the device owns it and frees it in e1000_free(). */
+	struct net_backend_spec net;
 	/*
-	 * An open backend. e1000_new() takes it over in every case: the device
-	 * frees it in e1000_free(), or at once when e1000_new() fails.
+	 * Tests and fuzzers: an already-open backend to use instead of `net`.
+	 * e1000_new() takes it over in every case: the device frees it in
+	 * e1000_free(), or at once when e1000_new() fails.
 	 */
 	struct net_backend *backend;
 };
@@ -67,15 +70,15 @@ struct e1000_stats {
 };
 
 /*
- * Create the device: PCI identity, BARs, MSI capability, EEPROM holding
- * cfg->mac. msi may be NULL (no MSI capability then). 0 or -errno with a
+ * Create the device: open its backend, PCI identity, BARs, MSI capability,
+ * EEPROM holding cfg->mac. msi may be NULL (no MSI capability then). 0 or -errno with a
  * one-line reason in err.
  */
 int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct guest_mem *gm,
 	      const struct msi_host *msi, char *err, size_t errlen);
 /*
  * Frees the backend too. Still attached, it detaches first, which touches
- * the loop: the loop must still exist then (see e1000_detach_loop). NULL: no-op.
+ * the loop: the loop must still exist then (see e1000_detach). NULL: no-op.
  */
 void e1000_free(struct e1000 *e);
 
@@ -88,13 +91,17 @@ struct pci_dev *e1000_pci(struct e1000 *e);
  */
 void e1000_set_irq(struct e1000 *e, struct irq *intx);
 
-/* Move frames on this loop's thread from now on. 0 or -errno (-EBUSY: attached). */
-int e1000_attach_loop(struct e1000 *e, struct loop *l);
+/*
+ * Join the I/O thread's loop: register the backend's fds there, post
+ * transmit/receive work and run the ITR timer on it. Frames move on this
+ * loop's thread from now on. 0 or -errno (-EBUSY: attached).
+ */
+int e1000_attach(struct e1000 *e, struct loop *l);
 /*
  * Call with that loop stopped (its thread joined) but not yet freed, or
  * from the loop's own thread: it removes the device's fds from the loop.
  */
-void e1000_detach_loop(struct e1000 *e);
+void e1000_detach(struct e1000 *e);
 
 /* No loop attached: do the receive (and any waiting transmit) work now. */
 void e1000_poll(struct e1000 *e);

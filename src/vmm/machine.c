@@ -9,9 +9,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include "backends/chardev.h"
@@ -30,8 +28,6 @@
 #include "util/log.h"
 #include "machine_priv.h"
 #include "metrics.h"
-
-#define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
 
 static void machine_sysevent(void *opaque, enum sysevent ev, int status)
 {
@@ -86,137 +82,36 @@ static int machine_add_devices(struct machine *m, const struct machine_config *c
 		snprintf(err, errlen, "registering devices: %s", strerror(-e));
 		return e;
 	}
-	e = machine_add_virtio_devices(m, cfg, err, errlen);
-	if (e)
-		return e;
-	if (m->vcon) {
-		m->console_rx = machine_vcon_rx;
-		m->console_rx_opaque = m->vcon;
-	} else {
-		m->console_rx = machine_uart_rx;
-		m->console_rx_opaque = &m->com1;
-	}
-	return 0;
+	return machine_add_virtio_devices(m, cfg, err, errlen);
 }
 
 /* --- console --------------------------------------------------------- */
 
-static void machine_tty_restore(struct machine *m)
-{
-	if (m->raw_tty) {
-		tcsetattr(STDIN_FILENO, TCSANOW, &m->saved_tty);
-		m->raw_tty = false;
-	}
-}
-
-static void machine_tty_raw(struct machine *m)
-{
-	struct termios t;
-
-	if (m->console.in_fd != STDIN_FILENO || !isatty(STDIN_FILENO))
-		return;
-	if (tcgetattr(STDIN_FILENO, &m->saved_tty) < 0)
-		return;
-	t = m->saved_tty;
-	cfmakeraw(&t);
-	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
-		m->raw_tty = true;
-}
-
-/* Move pending input into the FIFO; stop reading stdin while it is full. */
-static void machine_console_flush(struct machine *m)
-{
-	while (m->pending_off < m->pending_len) {
-		size_t n = m->console_rx(m->console_rx_opaque, m->pending + m->pending_off,
-					 m->pending_len - m->pending_off);
-
-		if (n == 0)
-			break;
-		m->pending_off += n;
-	}
-	if (m->pending_off == m->pending_len) {
-		m->pending_off = m->pending_len = 0;
-		loop_mod(m->loop, m->console.in_fd, EPOLLIN);
-	} else {
-		loop_mod(m->loop, m->console.in_fd, 0);
-	}
-}
-
-static void machine_console_in(void *opaque, uint32_t events)
+static void machine_console_quit(void *opaque)
 {
 	struct machine *m = opaque;
-	uint8_t buf[sizeof(m->pending)];
-	ssize_t n = read(m->console.in_fd, buf, sizeof(buf));
 
-	if (n <= 0) {
-		/* EOF on stdin: the guest keeps running, we just stop listening. */
-		loop_del(m->loop, m->console.in_fd);
-		return;
-	}
-	for (ssize_t i = 0; i < n; i++) {
-		uint8_t c = buf[i];
-
-		if (m->escape) {
-			m->escape = false;
-			if (c == 'x' || c == 'X') {
-				fprintf(stderr, "\r\nkestrel: terminated by Ctrl-A x\r\n");
-				vm_request_stop(&m->vm, VM_STOP_USER, 0);
-				return;
-			}
-			if (c != CONSOLE_ESCAPE)
-				continue; /* unknown escapes are swallowed */
-		} else if (c == CONSOLE_ESCAPE && m->raw_tty) {
-			m->escape = true;
-			continue;
-		}
-		if (m->pending_len < sizeof(m->pending))
-			m->pending[m->pending_len++] = c;
-	}
-	machine_console_flush(m);
+	fprintf(stderr, "\r\nkestrel: terminated by Ctrl-A x\r\n");
+	vm_request_stop(&m->vm, VM_STOP_USER, 0);
 }
 
-static void machine_rx_drained(void *opaque)
-{
-	struct machine *m = opaque;
-	uint64_t one = 1;
-
-	if (write(m->drain_fd, &one, sizeof(one)) < 0)
-		return;
-}
-
-static void machine_drain_cb(void *opaque, uint32_t events)
-{
-	struct machine *m = opaque;
-	uint64_t v;
-
-	if (read(m->drain_fd, &v, sizeof(v)) > 0)
-		machine_console_flush(m);
-}
-
+/* Console input goes to virtio-console when the guest has one, to COM1 otherwise. */
 static int machine_setup_loop(struct machine *m)
 {
-	int e;
+	struct chardev_input in = { .quit = machine_console_quit, .quit_opaque = m };
 
-	m->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (m->drain_fd < 0)
-		return -errno;
-	m->com1.rx_drained = machine_rx_drained;
-	m->com1.rx_opaque = m;
 	if (m->vcon) {
-		m->vcon->rx_drained = machine_rx_drained;
-		m->vcon->rx_opaque = m;
+		in.rx = machine_vcon_rx;
+		in.rx_opaque = m->vcon;
+		m->vcon->rx_drained = chardev_rx_drained;
+		m->vcon->rx_opaque = &m->console;
+	} else {
+		in.rx = machine_uart_rx;
+		in.rx_opaque = &m->com1;
 	}
-	e = loop_add(m->loop, m->drain_fd, EPOLLIN, machine_drain_cb, m);
-	if (e)
-		return e;
-	m->drain_registered = true;
-	if (m->console.in_fd >= 0) {
-		if (loop_add(m->loop, m->console.in_fd, EPOLLIN, machine_console_in, m) < 0)
-			log_info("main", "console input not pollable; input disabled");
-		else
-			m->console_registered = true;
-	}
-	return 0;
+	m->com1.rx_drained = chardev_rx_drained;
+	m->com1.rx_opaque = &m->console;
+	return chardev_attach(&m->console, m->loop, &in);
 }
 
 /* --- start-up report (bench/) -------------------------------------- */
@@ -328,7 +223,7 @@ struct machine *machine_new(const struct machine_config *cfg, struct loop *loop,
 	}
 	cfg = &m->cfg;
 	m->loop = loop;
-	m->drain_fd = m->metrics_timer = m->metrics_fd = -1;
+	m->metrics_fd = -1;
 	e = chardev_open(&m->console, cfg->console, err, errlen);
 	if (e < 0)
 		goto err_free;
@@ -388,7 +283,7 @@ int machine_start(struct machine *m, char *err, size_t errlen)
 		snprintf(err, errlen, "starting I/O threads: %s", strerror(-e));
 		return e;
 	}
-	machine_tty_raw(m);
+	chardev_tty_raw(&m->console);
 	m->vm.on_first_run = machine_startup_report;
 	e = vm_start(&m->vm);
 	if (e < 0) {
@@ -431,7 +326,7 @@ int machine_finish(struct machine *m)
 {
 	int status = vm_wait(&m->vm);
 
-	machine_tty_restore(m);
+	chardev_tty_restore(&m->console);
 	metrics_stop(m);
 	if (m->cfg.stats) {
 		vm_print_stats(&m->vm, stderr);
@@ -447,12 +342,11 @@ void machine_free(struct machine *m)
 {
 	if (!m)
 		return;
-	machine_tty_restore(m);
+	if (m->console_open) {
+		chardev_detach(&m->console);
+		chardev_tty_restore(&m->console);
+	}
 	metrics_stop(m);
-	if (m->console_registered)
-		loop_del(m->loop, m->console.in_fd);
-	if (m->drain_registered)
-		loop_del(m->loop, m->drain_fd);
 	machine_free_virtio_devices(m);
 	if (m->vm_created)
 		vm_destroy(&m->vm);
@@ -460,8 +354,6 @@ void machine_free(struct machine *m)
 		kvm_close(&m->kvm);
 	if (m->console_open)
 		chardev_close(&m->console);
-	if (m->drain_fd >= 0)
-		close(m->drain_fd);
 	free(m->cmdline);
 	free(m);
 }

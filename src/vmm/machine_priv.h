@@ -3,7 +3,6 @@
 #define KESTREL_MACHINE_PRIV_H
 
 #include <stdio.h>
-#include <termios.h>
 
 #include "backends/chardev.h"
 #include "bus/irq.h"
@@ -57,7 +56,6 @@ struct machine {
 	 * restored, and of the last snapshot taken or restored (a Diff's base). */
 	uint8_t mem_gen[MEMFILE_GEN_LEN], last_gen[MEMFILE_GEN_LEN];
 	bool have_last_gen, last_complete;
-	bool console_registered, drain_registered;
 	struct kvm kvm;
 	struct vm vm;
 	struct loop *loop;
@@ -80,21 +78,11 @@ struct machine {
 	unsigned nnics;
 	/* --metrics */
 	int metrics_fd;
-	int metrics_timer;
+	struct loop_timer metrics_timer;
 	uint64_t metrics_dropped;   /* lines a FIFO reader had no room for */
 
 	/* kernel command line with the virtio-mmio device list appended */
 	char *cmdline;
-
-	/* Console input: where it goes, and what waits for room there. */
-	size_t (*console_rx)(void *opaque, const uint8_t *buf, size_t len);
-	void *console_rx_opaque;
-	uint8_t pending[256];
-	size_t pending_len, pending_off;
-	int drain_fd;
-	bool escape;
-	bool raw_tty;
-	struct termios saved_tty;
 };
 
 /* machine.c: SIGINT/SIGTERM/SIGHUP blocked and delivered to a signalfd (the main loop's). */

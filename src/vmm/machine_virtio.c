@@ -168,7 +168,8 @@ static int machine_add_console(struct machine *m, const struct machine_config *c
 		iothread_exit(&s->io);
 		return -ENOMEM;
 	}
-	e = vcon_init(c, &m->vm.gm, &m->console, s->io.loop);
+	vcon_init(c, &m->vm.gm, &m->console);
+	e = vcon_attach(c, s->io.loop);
 	s->dev = c;
 	s->free = free_vcon;
 	if (e < 0) {
@@ -180,25 +181,16 @@ static int machine_add_console(struct machine *m, const struct machine_config *c
 	return machine_vdev_attach(m, cfg, s, &c->vdev, err, errlen);
 }
 
-struct disk_slot {
-	struct virtio_blk *blk;
-	struct loop *loop;
-};
-
 static void free_disk(void *p)
 {
-	struct disk_slot *ds = p;
-
-	loop_del(ds->loop, blk_event_fd(ds->blk));
-	blk_free(ds->blk);
-	free(ds);
+	blk_free(p);
 }
 
 static int machine_add_disk(struct machine *m, const struct machine_config *cfg, const struct blk_config *bc,
 			    unsigned idx, char *err, size_t errlen)
 {
 	struct machine_vdev *s;
-	struct disk_slot *ds;
+	struct virtio_blk *blk;
 	char name[16];
 	int e;
 
@@ -206,28 +198,20 @@ static int machine_add_disk(struct machine *m, const struct machine_config *cfg,
 	s = machine_vdev_slot(m, cfg, name, err, errlen);
 	if (!s)
 		return -ENOSPC;
-	ds = calloc(1, sizeof(*ds));
-	if (!ds) {
-		iothread_exit(&s->io);
-		return -ENOMEM;
-	}
-	e = blk_new(&ds->blk, bc, &m->vm.gm, err, errlen);
+	e = blk_new(&blk, bc, &m->vm.gm, err, errlen);
 	if (e < 0) {
-		free(ds);
 		iothread_exit(&s->io);
 		return e;
 	}
-	ds->loop = s->io.loop;
-	s->dev = ds;
+	s->dev = blk;
 	s->free = free_disk;
-	/* Completions (io_uring eventfd) are reaped on the disk's own I/O thread. */
-	e = loop_add(s->io.loop, blk_event_fd(ds->blk), EPOLLIN, blk_loop_cb, ds->blk);
+	e = blk_attach(blk, s->io.loop);
 	if (e < 0) {
 		m->nvdevs++;
 		snprintf(err, errlen, "disk %s: event loop: %s", bc->path, strerror(-e));
 		return e;
 	}
-	return machine_vdev_attach(m, cfg, s, blk_virtio(ds->blk), err, errlen);
+	return machine_vdev_attach(m, cfg, s, blk_virtio(blk), err, errlen);
 }
 
 struct net_slot {
@@ -238,7 +222,7 @@ static void free_net(void *p)
 {
 	struct net_slot *ns = p;
 
-	vnet_detach_loop(ns->net);
+	vnet_detach(ns->net);
 	vnet_free(ns->net);
 	free(ns);
 }
@@ -248,7 +232,10 @@ static int machine_add_e1000(struct machine *m, const struct machine_config *cfg
 			     unsigned idx, char *err, size_t errlen)
 {
 	struct machine_nic *nic;
-	struct e1000_config ec = { .backend = NULL };
+	struct e1000_config ec = {
+		.net = { .kind = nc->backend, .ifname = nc->ifname, .hostfwd = nc->hostfwd,
+			 .nr_hostfwd = nc->nr_hostfwd },
+	};
 	char name[24];   /* "io-e1000-" and any unsigned */
 	int e, slot;
 
@@ -259,14 +246,9 @@ static int machine_add_e1000(struct machine *m, const struct machine_config *cfg
 	nic = &m->nics[m->nnics];
 	memset(nic, 0, sizeof(*nic));
 	snprintf(name, sizeof(name), "io-e1000-%u", idx);
-	e = nc->backend == NET_BACKEND_TAP ? net_tap_open(&ec.backend, nc->ifname, err, errlen) :
-	    net_slirp_open(&ec.backend, nc->hostfwd, nc->nr_hostfwd, err, errlen);
-	if (e < 0)
-		return e;
 	memcpy(ec.mac, nc->mac, sizeof(ec.mac));
 	e = iothread_init(&nic->io, name, io_cpu(cfg, m->nvdevs + m->nnics));
 	if (e < 0) {
-		ec.backend->ops->free(ec.backend);
 		snprintf(err, errlen, "e1000: cannot create its I/O thread");
 		return e;
 	}
@@ -281,7 +263,7 @@ static int machine_add_e1000(struct machine *m, const struct machine_config *cfg
 	}
 	vm_irq_init(&m->vm, &nic->intx, LAYOUT_PCI_IRQ((unsigned)slot, 0));
 	e1000_set_irq(nic->dev, &nic->intx);
-	e = e1000_attach_loop(nic->dev, nic->io.loop);
+	e = e1000_attach(nic->dev, nic->io.loop);
 	if (e < 0)
 		snprintf(err, errlen, "e1000: event loop: %s", strerror(-e));
 	return e;
@@ -318,7 +300,7 @@ static int machine_add_net(struct machine *m, const struct machine_config *cfg, 
 	}
 	s->dev = ns;
 	s->free = free_net;
-	e = vnet_attach_loop(ns->net, s->io.loop);
+	e = vnet_attach(ns->net, s->io.loop);
 	if (e < 0) {
 		m->nvdevs++;
 		snprintf(err, errlen, "net%u: event loop: %s", idx, strerror(-e));
@@ -542,7 +524,7 @@ void machine_free_virtio_devices(struct machine *m)
 		iothread_stop(&m->vdevs[i].io);
 	for (unsigned i = 0; i < m->nnics; i++) {
 		if (m->nics[i].dev) {
-			e1000_detach_loop(m->nics[i].dev);
+			e1000_detach(m->nics[i].dev);
 			e1000_free(m->nics[i].dev);
 			m->nics[i].dev = NULL;
 		}

@@ -8,9 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "devices/e1000.h"
@@ -121,18 +118,16 @@ void metrics_flush(struct machine *m)
 	free(line);
 }
 
-static void metrics_tick(void *opaque, uint32_t events)
+static void metrics_tick(void *opaque)
 {
 	struct machine *m = opaque;
-	uint64_t expirations;
 
-	if (read(m->metrics_timer, &expirations, sizeof(expirations)) > 0)
-		metrics_flush(m);
+	metrics_flush(m);
 }
 
 int metrics_start(struct machine *m, const char *path, unsigned interval_s, char *err, size_t errlen)
 {
-	struct itimerspec its = { .it_interval = { interval_s, 0 }, .it_value = { interval_s, 0 } };
+	uint64_t period = (uint64_t)interval_s * 1000000000ull;
 	int e;
 
 	/* Firecracker's metrics may go to a FIFO: it is written without blocking, and lines a slow
@@ -143,12 +138,8 @@ int metrics_start(struct machine *m, const char *path, unsigned interval_s, char
 		return e;
 	m->metrics_fd = e;
 	m->metrics_dropped = 0;
-	m->metrics_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (m->metrics_timer < 0 || timerfd_settime(m->metrics_timer, 0, &its, NULL) < 0 ||
-	    loop_add(m->loop, m->metrics_timer, EPOLLIN, metrics_tick, m) < 0) {
-		snprintf(err, errlen, "metrics timer: %s", strerror(errno));
-		return -EIO;
-	}
+	loop_timer_init(&m->metrics_timer, m->loop, metrics_tick, m);
+	loop_timer_arm(&m->metrics_timer, period, period);
 	return 0;
 }
 
@@ -159,9 +150,5 @@ void metrics_stop(struct machine *m)
 		close(m->metrics_fd);
 		m->metrics_fd = -1;
 	}
-	if (m->metrics_timer >= 0) {
-		loop_del(m->loop, m->metrics_timer);
-		close(m->metrics_timer);
-		m->metrics_timer = -1;
-	}
+	loop_timer_cancel(&m->metrics_timer);
 }

@@ -914,7 +914,7 @@ static void test_e1000_quiesce(void **state)
 	struct loop *l = loop_new();
 
 	assert_non_null(l);
-	assert_int_equal(e1000_attach_loop(a->e, l), 0);
+	assert_int_equal(e1000_attach(a->e, l), 0);
 	tx_ring(a, 8);
 	for (unsigned i = 0; i < 3; i++) {
 		frame(nram(a, TXB + i * 0x800), 64 + i, (uint8_t)i);
@@ -932,7 +932,7 @@ static void test_e1000_quiesce(void **state)
 	e1000_resume_work(a->e);
 	loop_run_once(l, 0);
 	assert_int_equal(a->be->out_count, 3);
-	e1000_detach_loop(a->e);
+	e1000_detach(a->e);
 	loop_free(l);
 	nic_free(a);
 }

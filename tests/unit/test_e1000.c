@@ -846,7 +846,7 @@ static void test_itr(void **state)
 	assert_int_equal(f->line.rises, rises + 1);
 
 	/* With a loop: its timer releases it. */
-	assert_int_equal(e1000_attach_loop(f->e, l), 0);
+	assert_int_equal(e1000_attach(f->e, l), 0);
 	while (loop_run_once(l, 0) > 0)
 		;
 	rd(f, ICR);
@@ -882,7 +882,7 @@ static void test_itr(void **state)
 		rd(f, ICR);
 		assert_false(f->line.level);
 	}
-	e1000_detach_loop(f->e);
+	e1000_detach(f->e);
 	loop_free(l);
 }
 
@@ -1197,7 +1197,7 @@ static void test_tx_eagain(void **state)
 	/* On an I/O loop: the backend fd's writability resumes it. */
 	l = loop_new();
 	assert_non_null(l);
-	assert_int_equal(e1000_attach_loop(f->e, l), 0);
+	assert_int_equal(e1000_attach(f->e, l), 0);
 	txd_legacy(f, 2, TXB, 64, 0x01 | 0x08);
 	txd_legacy(f, 3, TXB, 64, 0x01 | 0x08);
 	f->fb->eagain = 2;
@@ -1207,7 +1207,7 @@ static void test_tx_eagain(void **state)
 		loop_run_once(l, 100);
 	assert_int_equal(f->fb->out_count, 4);
 	assert_int_equal(rd(f, TDH), 4);
-	e1000_detach_loop(f->e);
+	e1000_detach(f->e);
 	loop_free(l);
 }
 
@@ -1673,7 +1673,7 @@ static void test_rx_loop(void **state)
 	uint8_t frame[128];
 
 	assert_non_null(l);
-	assert_int_equal(e1000_attach_loop(f->e, l), 0);
+	assert_int_equal(e1000_attach(f->e, l), 0);
 	rx_setup(f, 8, 2048, RCTL_BAM);
 	wr(f, RDT, 3);
 	build_frame(frame, MAC, sizeof(frame), 4);
@@ -1693,8 +1693,30 @@ static void test_rx_loop(void **state)
 		loop_run_once(l, 50);
 	assert_int_equal(f->fb->in_count, 0);
 	assert_int_equal(rd(f, RDH), 5);
-	e1000_detach_loop(f->e);
+	e1000_detach(f->e);
 	loop_free(l);
+}
+
+/* Without a pre-opened backend the device opens the one cfg->net names; bad names are refused. */
+static void test_new_backend_spec(void **state)
+{
+	struct e1000_config cfg = { .mac = { 0x52, 0x54, 0, 0, 0, 1 } };
+	uint8_t ram[4096];
+	struct guest_mem gm;
+	struct e1000 *e = (struct e1000 *)&cfg;
+	char err[128] = "";
+
+	(void)state;
+	gm_init_fake(&gm, RAM_GPA, ram, sizeof(ram));
+	assert_int_equal(e1000_new(&e, &cfg, &gm, NULL, err, sizeof(err)), -EINVAL);
+	assert_null(e);
+	assert_non_null(strstr(err, "no network backend"));
+	cfg.net.kind = NET_BACKEND_TAP;
+	cfg.net.ifname = "a/b";
+	err[0] = '\0';
+	assert_int_equal(e1000_new(&e, &cfg, &gm, NULL, err, sizeof(err)), -EINVAL);
+	assert_null(e);
+	assert_true(strlen(err) > 0);
 }
 
 int main(void)
@@ -1730,6 +1752,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rx_rdmts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_loop, setup, teardown),
+		cmocka_unit_test(test_new_backend_spec),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

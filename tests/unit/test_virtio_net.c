@@ -736,7 +736,7 @@ static void test_rx_no_buffers_with_loop(void **state)
 
 	assert_non_null(l);
 	pattern(f, sizeof(f), 30);
-	assert_int_equal(vnet_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach(x->n, l), 0);
 	fb_queue(x->fb, NULL, f, sizeof(f));
 	for (int i = 0; i < 5; i++)
 		ran += loop_run_once(l, 0);
@@ -753,7 +753,7 @@ static void test_rx_no_buffers_with_loop(void **state)
 	assert_memory_equal(vrd_host(&x->rx, g + NET_VNET_HDR_LEN, sizeof(f)), f, sizeof(f));
 	assert_int_equal(x->fb->in_count, 0);
 
-	vnet_detach_loop(x->n);
+	vnet_detach(x->n);
 	loop_free(l);
 	fx_free(x);
 }
@@ -768,7 +768,7 @@ static void test_rx_dead_backend_not_polled(void **state)
 	assert_non_null(l);
 	pattern(f, sizeof(f), 31);
 	fx_rx_buf(x, 1526, NULL);
-	assert_int_equal(vnet_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach(x->n, l), 0);
 	x->fb->recv_error = -EIO;          /* e.g. the tap interface was deleted */
 	fb_queue(x->fb, NULL, f, sizeof(f));   /* its fd stays readable for ever */
 	for (int i = 0; i < 10; i++)
@@ -778,7 +778,7 @@ static void test_rx_dead_backend_not_polled(void **state)
 	assert_true(ran <= 3);
 	assert_int_equal(loop_run_once(l, 0), 0);
 	assert_int_equal(fx_stats(x).rx_errors, 1);
-	vnet_detach_loop(x->n);
+	vnet_detach(x->n);
 	loop_free(l);
 	fx_free(x);
 }
@@ -965,7 +965,7 @@ static void test_kick_from_other_thread_is_deferred(void **state)
 
 	assert_non_null(l);
 	pattern(f, sizeof(f), 80);
-	assert_int_equal(vnet_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach(x->n, l), 0);
 	while (loop_run_once(l, 0) > 0)
 		;   /* the I/O thread (this one) is now known */
 	fx_tx_chain(x, &h, f, sizeof(f), NULL, 0);
@@ -977,7 +977,7 @@ static void test_kick_from_other_thread_is_deferred(void **state)
 	assert_true(loop_run_once(l, 1000) >= 1);
 	assert_int_equal(x->fb->out_count, 1);
 	assert_memory_equal(x->fb->out[0].data, f, sizeof(f));
-	vnet_detach_loop(x->n);
+	vnet_detach(x->n);
 	loop_free(l);
 	fx_free(x);
 }
@@ -1001,7 +1001,7 @@ static void test_user_backend_end_to_end(void **state)
 	assert_non_null(l);
 	/* Offloads are not offered: slirp wants finished frames. */
 	assert_int_equal(x->d->host_features & offloads_all, 0);
-	assert_int_equal(vnet_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach(x->n, l), 0);
 	fx_rx_buf(x, 2048, &g);
 	fx_tx_chain(x, &h, arp, sizeof(arp), NULL, 0);
 	fx_kick(x, NET_TX_QUEUE);
@@ -1017,7 +1017,7 @@ static void test_user_backend_end_to_end(void **state)
 	assert_memory_equal(r, arp + 6, 6);               /* to the guest's MAC */
 	assert_int_equal(fx_stats(x).tx_packets, 1);
 	assert_int_equal(fx_stats(x).rx_packets, 1);
-	vnet_detach_loop(x->n);
+	vnet_detach(x->n);
 	loop_free(l);
 	fx_free(x);
 }
@@ -1206,7 +1206,7 @@ static void run_rx_bulk(bool event_idx, uint16_t qsize)
 	b->event_idx = event_idx;
 	b->asm_buf = malloc((NET_VNET_HDR_LEN + NET_MAX_FRAME));
 	b->want = malloc(NET_MAX_FRAME);
-	assert_int_equal(vnet_attach_loop(b->x->n, l), 0);
+	assert_int_equal(vnet_attach(b->x->n, l), 0);
 	/* Probe: the driver fills the ring once and kicks. */
 	drv_irq(&b->x->rx, event_idx, true);
 	rx_bulk_post(b, b->x->rx.size);
@@ -1239,7 +1239,7 @@ static void run_rx_bulk(bool event_idx, uint16_t qsize)
 	assert_int_equal(st.rx_errors, 0);
 	assert_int_equal(b->x->fb->in_count, 0);
 	assert_false(fx_failed(b->x));
-	vnet_detach_loop(b->x->n);
+	vnet_detach(b->x->n);
 	loop_free(l);
 	fx_free(b->x);
 	free(frame);
@@ -1312,7 +1312,7 @@ static void run_tx_bulk(bool event_idx)
 	uint32_t id, len;
 
 	assert_non_null(l);
-	assert_int_equal(vnet_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach(x->n, l), 0);
 	drv_irq(r, event_idx, false);
 	while (checked < TX_BULK_FRAMES || completed < TX_BULK_FRAMES) {
 		bool progress = false;
@@ -1378,7 +1378,7 @@ static void run_tx_bulk(bool event_idx)
 	assert_int_equal(fx_stats(x).tx_packets, TX_BULK_FRAMES);
 	assert_int_equal(fx_stats(x).tx_dropped, 0);
 	assert_false(fx_failed(x));
-	vnet_detach_loop(x->n);
+	vnet_detach(x->n);
 	loop_free(l);
 	free(pool);
 	free(frame);
@@ -1501,7 +1501,7 @@ static void test_user_backend_queue_drains_without_traffic(void **state)
 	uint32_t id, len;
 
 	assert_non_null(l);
-	assert_int_equal(vnet_attach_loop(x->n, l), 0);
+	assert_int_equal(vnet_attach(x->n, l), 0);
 	drv_irq(&x->rx, true, true);
 	for (unsigned i = 0; i < 4; i++) {
 		uint32_t blen = 2048;
@@ -1564,7 +1564,7 @@ static void test_user_backend_queue_drains_without_traffic(void **state)
 	assert_int_equal(st.rx_packets, got);
 	assert_int_equal(st.rx_dropped, 0);
 	assert_false(fx_failed(x));
-	vnet_detach_loop(x->n);
+	vnet_detach(x->n);
 	loop_free(l);
 	fx_free(x);
 }

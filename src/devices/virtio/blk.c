@@ -55,6 +55,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/epoll.h>
+
+#include "loop/loop.h"
 #include "snapshot/snap.h"
 #include "util/log.h"
 
@@ -174,6 +177,7 @@ struct virtio_blk {
 	unsigned num_queues;
 	uint16_t queue_size;
 	struct virtio_blk_config config;
+	struct loop *loop;             /* attached to (blk_attach) */
 
 	/* Guarded by lock. */
 	bool active;                   /* DRIVER_OK seen, no reset since */
@@ -756,9 +760,31 @@ void blk_process_completions(struct virtio_blk *b)
 	blk_deliver(b, &df);
 }
 
-void blk_loop_cb(void *opaque, uint32_t events)
+static void blk_loop_cb(void *opaque, uint32_t events)
 {
+	(void)events;
 	blk_process_completions(opaque);
+}
+
+int blk_attach(struct virtio_blk *b, struct loop *l)
+{
+	int rc;
+
+	if (b->loop)
+		return -EBUSY;
+	/* Completions (io_uring's eventfd) are reaped on this loop's thread. */
+	rc = loop_add(l, blk_event_fd(b), EPOLLIN, blk_loop_cb, b);
+	if (rc == 0)
+		b->loop = l;
+	return rc;
+}
+
+void blk_detach(struct virtio_blk *b)
+{
+	if (!b->loop)
+		return;
+	loop_del(b->loop, blk_event_fd(b));
+	b->loop = NULL;
 }
 
 /* ---- virtio_dev_ops ---- */
@@ -1016,6 +1042,7 @@ void blk_free(struct virtio_blk *b)
 
 	if (!b)
 		return;
+	blk_detach(b);
 	pthread_mutex_lock(&b->lock);
 	blk_quiesce(b);
 	pthread_mutex_unlock(&b->lock);

@@ -1,9 +1,8 @@
 /*
  * virtio-blk (Virtio 1.2, section 5.2) over a block backend.
  *
- * Wiring: the device's I/O thread watches blk_event_fd() and calls
- * blk_process_completions() when it is readable (blk_loop_cb() does exactly
- * that, for loop_add()). Queue kicks arrive through virtio_dev_ops.queue_notify
+ * Wiring: blk_attach() has the device's I/O thread watch blk_event_fd() and
+ * call blk_process_completions() when it is readable. Queue kicks arrive through virtio_dev_ops.queue_notify
  * from the transport, on the I/O thread (ioeventfd) or a vCPU thread (MMIO
  * exit); an internal lock serialises both with completion handling.
  */
@@ -17,6 +16,8 @@
 
 #include "backends/block.h"
 #include "virtio/virtio.h"
+
+struct loop;
 
 #define BLK_SERIAL_LEN        20     /* VIRTIO_BLK_T_GET_ID: NUL-padded, no NUL at 20 */
 #define BLK_DEFAULT_QUEUE_SIZE 256
@@ -56,8 +57,10 @@ struct virtio_dev *blk_virtio(struct virtio_blk *b);
 int blk_event_fd(const struct virtio_blk *b);
 /* Run finished I/O, complete requests, continue queues left for later; notify. */
 void blk_process_completions(struct virtio_blk *b);
-/* A loop_cb for blk_event_fd(): opaque is the struct virtio_blk. */
-void blk_loop_cb(void *opaque, uint32_t events);
+/* Reap completions on this loop's thread from now on. 0 or -errno (-EBUSY: attached). */
+int blk_attach(struct virtio_blk *b, struct loop *l);
+/* With the loop stopped, or on its thread; blk_free() detaches too. */
+void blk_detach(struct virtio_blk *b);
 
 uint64_t blk_capacity(const struct virtio_blk *b);   /* in 512-byte sectors */
 /* The backend, for tests (fault injection) and statistics. */

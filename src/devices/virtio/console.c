@@ -145,20 +145,25 @@ static void vcon_queue_notify(struct virtio_dev *d, unsigned q)
 		c->rx_drained(c->rx_opaque);
 }
 
-static void vcon_wake_cb(void *opaque, uint32_t events)
+static void vcon_wake_cb(void *opaque)
 {
 	struct virtio_console *c = opaque;
-	uint64_t v;
 
-	if (read(c->wake_fd, &v, sizeof(v)) < 0)
-		return;
 	if (vcon_rx(c) && c->rx_drained)
 		c->rx_drained(c->rx_opaque);
 }
 
+/* Have the I/O thread move buffered input into the receive queue. */
+static void vcon_wake(struct virtio_console *c)
+{
+	struct loop *l = __atomic_load_n(&c->loop, __ATOMIC_ACQUIRE);
+
+	if (l)
+		loop_work_post(l, &c->wake);
+}
+
 size_t vcon_receive(struct virtio_console *c, const uint8_t *buf, size_t len)
 {
-	uint64_t one = 1;
 	size_t n = 0;
 
 	pthread_mutex_lock(&c->lock);
@@ -168,19 +173,15 @@ size_t vcon_receive(struct virtio_console *c, const uint8_t *buf, size_t len)
 	}
 	pthread_mutex_unlock(&c->lock);
 	log_debug("virtio-console", "host input: %zu of %zu bytes buffered", n, len);
-	if (n && write(c->wake_fd, &one, sizeof(one)) < 0)
-		return n;
+	if (n)
+		vcon_wake(c);
 	return n;
 }
 
 /* DRIVER_OK: input that arrived early, and buffers the driver posted, meet now. */
 static int vcon_activate(struct virtio_dev *d)
 {
-	struct virtio_console *c = d->priv;
-	uint64_t one = 1;
-
-	if (write(c->wake_fd, &one, sizeof(one)) < 0)
-		return -errno;
+	vcon_wake(d->priv);
 	return 0;
 }
 
@@ -235,25 +236,38 @@ static const struct virtio_dev_ops vcon_ops = {
 	.queue_notify = vcon_queue_notify,
 };
 
-int vcon_init(struct virtio_console *c, const struct guest_mem *gm, struct chardev *out, struct loop *loop)
+void vcon_init(struct virtio_console *c, const struct guest_mem *gm, struct chardev *out)
 {
 	memset(c, 0, sizeof(*c));
 	pthread_mutex_init(&c->lock, NULL);
 	c->out = out;
-	c->loop = loop;
+	loop_work_init(&c->wake, vcon_wake_cb, c);
 	virtio_dev_init(&c->vdev, "virtio-console", VIRTIO_ID_CONSOLE, &vcon_ops, c, 2, VCON_QUEUE_SIZE,
 			sizeof(struct vcon_config), gm);
-	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (c->wake_fd < 0)
-		return -errno;
-	return loop_add(loop, c->wake_fd, EPOLLIN, vcon_wake_cb, c);
+}
+
+int vcon_attach(struct virtio_console *c, struct loop *l)
+{
+	if (c->loop)
+		return -EBUSY;
+	__atomic_store_n(&c->loop, l, __ATOMIC_RELEASE);
+	/* Input may have arrived before: look at it once the loop runs. */
+	loop_work_post(l, &c->wake);
+	return 0;
+}
+
+void vcon_detach(struct virtio_console *c)
+{
+	struct loop *l = c->loop;
+
+	if (!l)
+		return;
+	__atomic_store_n(&c->loop, NULL, __ATOMIC_RELEASE);
+	loop_work_cancel(l, &c->wake);
 }
 
 void vcon_exit(struct virtio_console *c)
 {
-	if (c->wake_fd >= 0) {
-		loop_del(c->loop, c->wake_fd);
-		close(c->wake_fd);
-	}
-	c->wake_fd = -1;
+	vcon_detach(c);
+	pthread_mutex_destroy(&c->lock);
 }

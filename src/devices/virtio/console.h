@@ -20,8 +20,8 @@
 struct virtio_console {
 	struct virtio_dev vdev;
 	struct chardev *out;
-	struct loop *loop;
-	int wake_fd;                    /* input waiting: handled on the I/O thread */
+	struct loop *loop;              /* the I/O thread's, once attached */
+	struct loop_work wake;          /* input waiting: handled on the I/O thread */
 	pthread_mutex_t lock;
 	uint8_t rx[VCON_RX_BUF];
 	size_t rx_head, rx_len;
@@ -30,7 +30,11 @@ struct virtio_console {
 	uint64_t rx_bytes, tx_bytes;
 };
 
-int vcon_init(struct virtio_console *c, const struct guest_mem *gm, struct chardev *out, struct loop *loop);
+void vcon_init(struct virtio_console *c, const struct guest_mem *gm, struct chardev *out);
+/* Move input on this loop's thread from now on. 0 or -EBUSY (attached already). */
+int vcon_attach(struct virtio_console *c, struct loop *l);
+/* With the loop stopped, or on its thread. Without a loop, input waits in the buffer. */
+void vcon_detach(struct virtio_console *c);
 void vcon_exit(struct virtio_console *c);
 /* Host input; returns how many bytes were accepted (the rest must wait for rx_drained). */
 size_t vcon_receive(struct virtio_console *c, const uint8_t *buf, size_t len);

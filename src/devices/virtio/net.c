@@ -45,6 +45,7 @@
 
 #include "loop/loop.h"
 #include "snapshot/snap.h"
+#include "util/bytes.h"
 #include "util/log.h"
 
 #define NET_TAG        "virtio-net"
@@ -54,7 +55,7 @@
 #define NET_BUF_LEN    (NET_VNET_HDR_LEN + NET_MAX_FRAME)
 #define NET_MAX_IOV    1024        /* writev's limit (UIO_MAXIOV) */
 
-/* Work handed to the I/O thread through work_fd. */
+/* Work handed to the I/O thread (n->work_post). */
 #define NET_WORK_RX     (1u << NET_RX_QUEUE)
 #define NET_WORK_TX     (1u << NET_TX_QUEUE)
 #define NET_WORK_EVENTS (1u << 2)
@@ -75,8 +76,8 @@ struct virtio_net {
 	bool mrg_rxbuf;
 
 	/* I/O thread side. */
-	struct loop *loop;
-	int work_fd;
+	struct loop *loop;           /* atomic: vCPU threads post work through it */
+	struct loop_work work_post;
 	uint32_t work;               /* NET_WORK_* (atomic) */
 	pthread_t io_thread;
 	bool io_thread_known;        /* atomic */
@@ -536,8 +537,9 @@ static int vnet_rx_deliver(struct virtio_net *n, struct virtq *vq)
 
 	/* Complete: num_buffers, then publish all chains at once. */
 	if (n->rx_nheld > 1) {
-		uint8_t nb[2] = { (uint8_t)n->rx_nheld, (uint8_t)(n->rx_nheld >> 8) };
+		uint8_t nb[2];
 
+		st16le(nb, (uint16_t)n->rx_nheld);
 		if (gm_write(n->vdev.gm, n->rx_nbuf_gpa[0], &nb[0], 1) ||
 		    gm_write(n->vdev.gm, n->rx_nbuf_gpa[1], &nb[1], 1)) {
 			vnet_rx_abandon(n, vq, "header not writable");
@@ -623,11 +625,13 @@ static void vnet_mark_io_thread(struct virtio_net *n)
 /* Ask the I/O thread to do `work`; callable from any thread. */
 static void vnet_schedule(struct virtio_net *n, uint32_t work)
 {
-	uint64_t one = 1;
+	struct loop *l;
 
 	__atomic_or_fetch(&n->work, work, __ATOMIC_ACQ_REL);
-	if (n->work_fd >= 0 && write(n->work_fd, &one, sizeof(one)) < 0)
-		return;   /* EAGAIN: the counter is already non-zero */
+	/* Not attached yet: the bits wait; vnet_attach() posts once. */
+	l = __atomic_load_n(&n->loop, __ATOMIC_ACQUIRE);
+	if (l)
+		loop_work_post(l, &n->work_post);
 }
 
 /* I/O thread: poll the backend for what the device can use now. */
@@ -666,14 +670,11 @@ static void vnet_do_work(struct virtio_net *n, uint32_t work)
 	vnet_unlock(n);
 }
 
-static void vnet_work_cb(void *opaque, uint32_t events)
+static void vnet_work_cb(void *opaque)
 {
 	struct virtio_net *n = opaque;
-	uint64_t v;
 
 	vnet_mark_io_thread(n);
-	if (read(n->work_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return;
 	vnet_do_work(n, __atomic_exchange_n(&n->work, 0, __ATOMIC_ACQ_REL));
 	vnet_update_events(n);
 }
@@ -1014,46 +1015,43 @@ void vnet_get_stats(struct virtio_net *n, struct vnet_stats *st)
 	pthread_mutex_unlock(&n->lock);
 }
 
-int vnet_attach_loop(struct virtio_net *n, struct loop *l)
+int vnet_attach(struct virtio_net *n, struct loop *l)
 {
 	int rc;
 
 	if (n->loop)
 		return -EBUSY;
-	rc = loop_add(l, n->work_fd, EPOLLIN, vnet_work_cb, n);
-	if (rc < 0)
-		return rc;
 	/* Registered idle; vnet_update_events() turns on what the device state allows. */
 	rc = loop_add(l, n->be->fd, 0, net_backend_cb, n);
 	if (rc < 0)
-		goto err_work;
+		return rc;
 	rc = net_backend_attach(n->be, l);
 	if (rc < 0)
 		goto err_be;
 	n->be_events = 0;
 	n->be_registered = true;
-	n->loop = l;
+	__atomic_store_n(&n->loop, l, __ATOMIC_RELEASE);
 	/* Already activated (attach after DRIVER_OK): start polling on the first round. */
 	vnet_schedule(n, NET_WORK_EVENTS);
 	return 0;
 
 err_be:
 	loop_del(l, n->be->fd);
-err_work:
-	loop_del(l, n->work_fd);
 	return rc;
 }
 
-void vnet_detach_loop(struct virtio_net *n)
+void vnet_detach(struct virtio_net *n)
 {
-	if (!n->loop)
+	struct loop *l = n->loop;
+
+	if (!l)
 		return;
-	net_backend_detach(n->be, n->loop);
+	__atomic_store_n(&n->loop, NULL, __ATOMIC_RELEASE);
+	loop_work_cancel(l, &n->work_post);
+	net_backend_detach(n->be, l);
 	if (n->be_registered)
-		loop_del(n->loop, n->be->fd);
+		loop_del(l, n->be->fd);
 	n->be_registered = false;
-	loop_del(n->loop, n->work_fd);
-	n->loop = NULL;
 	__atomic_store_n(&n->io_thread_known, false, __ATOMIC_RELEASE);
 }
 
@@ -1063,15 +1061,12 @@ static int vnet_open_backend(struct virtio_net *n, const struct vnet_config *cfg
 		n->be = cfg->custom;
 		return 0;
 	}
-	switch (cfg->backend) {
-	case NET_BACKEND_TAP:
-		return net_tap_open(&n->be, cfg->ifname, err, errlen);
-	case NET_BACKEND_USER:
-		return net_slirp_open(&n->be, cfg->hostfwd, cfg->nr_hostfwd, err, errlen);
-	default:
-		snprintf(err, errlen, "virtio-net: no backend configured");
-		return -EINVAL;
-	}
+	struct net_backend_spec spec = {
+		.kind = cfg->backend, .ifname = cfg->ifname,
+		.hostfwd = cfg->hostfwd, .nr_hostfwd = cfg->nr_hostfwd,
+	};
+
+	return net_backend_open(&n->be, &spec, err, errlen);
 }
 
 int vnet_new(struct virtio_net **out, const struct vnet_config *cfg, const struct guest_mem *gm,
@@ -1095,7 +1090,7 @@ int vnet_new(struct virtio_net **out, const struct vnet_config *cfg, const struc
 		snprintf(err, errlen, "virtio-net: out of memory");
 		return -ENOMEM;
 	}
-	n->work_fd = -1;
+	loop_work_init(&n->work_post, vnet_work_cb, n);
 	n->rx_buf = malloc(NET_BUF_LEN);
 	n->tx_buf = malloc(NET_BUF_LEN);
 	if (!n->rx_buf || !n->tx_buf) {
@@ -1107,12 +1102,6 @@ int vnet_new(struct virtio_net **out, const struct vnet_config *cfg, const struc
 	rc = vnet_open_backend(n, cfg, err, errlen);
 	if (rc < 0)
 		goto err_free;
-	n->work_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (n->work_fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "virtio-net: eventfd: %s", strerror(-rc));
-		goto err_backend;
-	}
 	memcpy(n->mac, cfg->mac, sizeof(n->mac));
 	n->mtu = cfg->mtu;
 	n->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
@@ -1122,8 +1111,6 @@ int vnet_new(struct virtio_net **out, const struct vnet_config *cfg, const struc
 	*out = n;
 	return 0;
 
-err_backend:
-	net_backend_free(n->be);
 err_free:
 	free(n->rx_buf);
 	free(n->tx_buf);
@@ -1135,10 +1122,8 @@ void vnet_free(struct virtio_net *n)
 {
 	if (!n)
 		return;
-	vnet_detach_loop(n);
+	vnet_detach(n);
 	net_backend_free(n->be);
-	if (n->work_fd >= 0)
-		close(n->work_fd);
 	pthread_mutex_destroy(&n->lock);
 	pthread_mutex_destroy(&n->vdev.lock);
 	free(n->rx_buf);

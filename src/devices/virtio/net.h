@@ -6,7 +6,7 @@
  * buffers always.
  *
  * Threads: all queue and backend work runs on the I/O thread whose loop the
- * device was attached to (vnet_attach_loop); kicks arriving on other threads
+ * device was attached to (vnet_attach); kicks arriving on other threads
  * (MMIO exits) are handed to it through an eventfd. activate/reset run on
  * vCPU threads and synchronise with the I/O thread through the device lock.
  */
@@ -76,12 +76,6 @@ _Static_assert(sizeof(struct virtio_net_hdr) == NET_VNET_HDR_LEN, "virtio_net_hd
 #define NET_DEFAULT_QUEUE_SIZE 256
 #define NET_SNAP_VERSION 1       /* the device's part of a snapshot (virtio_dev_ops.save) */
 
-enum net_backend_kind {
-	NET_BACKEND_NONE,
-	NET_BACKEND_TAP,
-	NET_BACKEND_USER,
-};
-
 struct vnet_config {
 	enum net_backend_kind backend;
 	char ifname[IFNAMSIZ];            /* tap */
@@ -124,12 +118,13 @@ int vnet_new(struct virtio_net **out, const struct vnet_config *cfg, const struc
 /* The generic device, for a transport. */
 struct virtio_dev *vnet_virtio(struct virtio_net *n);
 /*
- * Register the backend's fds and the device's work eventfd with the I/O
- * thread's loop. Call once, before that loop runs. 0 or -errno.
+ * Join the I/O thread's loop: register the backend's fds there; work the
+ * vCPU threads hand over is posted to it from now on. Call once, before
+ * that loop runs. 0 or -errno (-EBUSY: attached).
  */
-int vnet_attach_loop(struct virtio_net *n, struct loop *l);
-/* Undo vnet_attach_loop(); the loop must not be running (or call it from that loop). */
-void vnet_detach_loop(struct virtio_net *n);
+int vnet_attach(struct virtio_net *n, struct loop *l);
+/* Undo vnet_attach(); the loop must not be running (or call it from that loop). */
+void vnet_detach(struct virtio_net *n);
 /* Detaches if needed, closes the backend. NULL is a no-op. */
 void vnet_free(struct virtio_net *n);
 
