@@ -485,7 +485,8 @@ static void test_memfile_bad_files_refused(void **state)
 	snprintf(cmd, sizeof(cmd), "%s/nope.mem", tdir);
 	assert_int_equal(check(s, cmd, 0, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "nope.mem: No such file"));
-	assert_int_equal(check(s, tdir, 0, err, sizeof(err)), -EINVAL);
+	assert_int_equal(check(s, tdir, 0, err, sizeof(err)), -EISDIR);
+	assert_non_null(strstr(err, "is a directory"));
 }
 
 /*
