@@ -216,6 +216,15 @@ state_is "Not started" && pass "api pre-still-not-started" || fail "api pre-stil
 api PUT /boot-source "{\"kernel_image_path\": \"$COUNTER\"}"
 expect pre-boot-source 204
 bad pre-load-after-config PUT /snapshot/load '{"snapshot_path": "s", "mem_file_path": "m"}' 400 "after boot resources"
+# Stuck clients (24 connections that trickle a byte every 2 s or say nothing)
+# must not keep others out, and are cut API_REQUEST_DEADLINE (10) s after they
+# connected (tests/api/stuck_clients.py).
+if command -v python3 >/dev/null; then
+	python3 "$here/stuck_clients.py" "$SOCK" 10 || CHECK_FAILS=$((CHECK_FAILS + 1))
+	state_is "Not started" && pass "api stuck-vmm-unchanged" || fail "api stuck-vmm-unchanged" "$(cat "$T/resp")"
+else
+	skip "api stuck-clients" "python3 is not installed"
+fi
 stop_kestrel
 [ "$krc" = 143 ] && pass "api pre-sigterm-status" || fail "api pre-sigterm-status" "status $krc, want 143: $(head -c 300 "$T/pre.err")"
 check "api pre-socket-removed" test ! -e "$SOCK"
@@ -386,7 +395,39 @@ bad load-then-drive PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_hos
 stop_kestrel
 [ "$krc" = 143 ] && pass "api load-sigterm-status" || fail "api load-sigterm-status" "status $krc, want 143: $(head -c 300 "$T/load.err")"
 
-# ---- 4. --config-file alone (guest-hello prints its command line) -------
+# ---- 4. GETs while the VMM thread writes a (slow) snapshot ---------------
+
+# KESTREL_TEST_SNAPSHOT_DELAY_MS (a test hook, docs/api.md) keeps the VMM
+# thread busy that long in PUT /snapshot/create before it writes: longer than
+# the 10 s request deadline, which a handler's time must not count against.
+CON=$T/slow-console.txt
+sed "s|$T/run-console.txt|$CON|" "$T/vm.json" >"$T/slow.json"
+KESTREL_TEST_SNAPSHOT_DELAY_MS=12000 start_kestrel slow --config-file "$T/slow.json" || exit 1
+api PATCH /vm '{"state": "Paused"}'
+expect slow-pause 204
+curl -s -m 60 -o "$T/slow-snap.resp" -w '%{http_code}' --unix-socket "$SOCK" -X PUT \
+	--data-binary "{\"snapshot_path\": \"$T/slow.state\", \"mem_file_path\": \"$T/slow.mem\"}" \
+	http://localhost/snapshot/create >"$T/slow-snap.code" &
+snap_pid=$!
+sleep 1
+for p in / /machine-config /vm/config /version; do
+	# Timed by curl (connect to reply), not counting its own start on a busy host.
+	read -r code secs < <(curl -s -m 5 -o "$T/resp" -w '%{http_code} %{time_total}\n' --unix-socket "$SOCK" \
+		"http://localhost$p")
+	name=${p#/}; name=${name//\//-}
+	if [ "$code" = 200 ] && awk "BEGIN { exit !($secs < 3) }"; then pass "api slow-snapshot-get-${name:-info}"
+	else fail "api slow-snapshot-get-${name:-info}" "HTTP $code after $secs s while the snapshot is written"; fi
+done
+state_is Paused && pass "api slow-snapshot-state-paused" || fail "api slow-snapshot-state-paused" "$(cat "$T/resp")"
+kill -0 "$snap_pid" 2>/dev/null && pass "api slow-snapshot-still-writing" \
+	|| fail "api slow-snapshot-still-writing" "the snapshot ended before the GETs: they proved nothing"
+wait "$snap_pid"
+[ "$(cat "$T/slow-snap.code")" = 204 ] && [ -s "$T/slow.state" ] && pass "api slow-snapshot-reply-after-deadline" \
+	|| fail "api slow-snapshot-reply-after-deadline" "HTTP $(cat "$T/slow-snap.code"): $(head -c 200 "$T/slow-snap.resp")"
+stop_kestrel
+[ "$krc" = 143 ] && pass "api slow-sigterm-status" || fail "api slow-sigterm-status" "status $krc, want 143"
+
+# ---- 5. --config-file alone (guest-hello prints its command line) -------
 
 CON=$T/cf-console.txt
 cat >"$T/cf.json" <<EOF
