@@ -27,6 +27,7 @@
  * every error carries {"fault_message": "..."}.
  */
 #include "api/api.h"
+#include "api/cjson_shim.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -933,6 +934,8 @@ struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_i
 		snprintf(err, errlen, "%s", mhd.why);
 		return NULL;
 	}
+	if (cjson_shim_load(err, errlen))
+		return NULL;
 	if (!instance_id)
 		instance_id = API_DEFAULT_ID;
 	if (!fc_id_valid(instance_id)) {
@@ -945,8 +948,15 @@ struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_i
 		goto err_free;
 	}
 	a->vmm = v;
-	if (delay)
-		a->snapshot_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+	if (delay) {
+		char *end;
+		unsigned long ms = strtoul(delay, &end, 10);
+
+		if (*delay < '0' || *delay > '9' || *end || ms > 600000)
+			log_warn("api", "KESTREL_TEST_SNAPSHOT_DELAY_MS='%.32s' is not 0 to 600000 (ms): ignored", delay);
+		else
+			a->snapshot_delay_ms = (unsigned)ms;
+	}
 	fc_config_init(&a->cfg);
 	if ((e = api_init_locks(a))) {
 		snprintf(err, errlen, "--api-sock: %s", strerror(-e));
