@@ -3,8 +3,9 @@
 # where it is missing. Used by `make run` / `make test` and CI.
 set -euo pipefail
 
-# Build: compiler, Meson/Ninja, libraries (libmicrohttpd and libcurl: headers to
-# build, the libraries are dlopen()ed by the API server and client). Test:
+# Build: compiler, Meson/Ninja, libraries (libcjson, libmicrohttpd and libcurl:
+# headers to build, the libraries are dlopen()ed when JSON, the API server or
+# the client is first needed). Test:
 # cmocka, clang + libFuzzer, QEMU (test bed and benchmark peer), busybox and
 # cpio (initramfs images), curl (API tests).
 PKGS=(
