@@ -8,7 +8,9 @@
  * prototypes, each forwarding to the library's. The callers (fc.c, api.c,
  * cli.c) are unchanged. If the library cannot be loaded the functions fail
  * the way cJSON does when out of memory (NULL / false), after one error
- * line; api_new() asks cjson_shim_load() first for a clean refusal.
+ * line; api_new() and the command line ask cjson_shim_load() first for a
+ * clean refusal. A cJSON function not listed in CJSON_FUNCS fails to link:
+ * add it there.
  */
 #include "api/cjson_shim.h"
 
