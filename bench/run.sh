@@ -3,6 +3,7 @@
 # tables; nothing here asserts a time.
 # Usage: bench/run.sh [startup|exits|blk|net-pps|all|net|snapshot]
 #   REPS (default 5) runs per cell, the median is reported.
+#   startup: KESTREL_BASE (unset) another kestrel binary to report beside it (before/after).
 #   EXIT_N (default 100000) writes per exit-cost run.
 #   blk: BLK_N4K (40000) requests per 4 KiB run, BLK_NSEQ (4000) per 128 KiB run,
 #        BLK_IMG (a 1 GiB image made in a temporary directory) the raw image to use.
@@ -107,12 +108,22 @@ startup() {
 	echo
 	# kestrel's own report at its first KVM_RUN.
 	local fw fc fo
-	fw=$(for f in "$T"/kestrel.*; do grep -o 'startup: wall_ms=[0-9.]*' "$f" | cut -d= -f2; done | median)
-	fc=$(for f in "$T"/kestrel.*; do grep -o 'cpu_ms=[0-9.]*' "$f" | cut -d= -f2; done | median)
-	fo=$(for f in "$T"/kestrel.*; do grep -o 'overhead_kib=[0-9]*' "$f" | cut -d= -f2; done | median)
 	echo "QEMU's exit status 1 is the guest's status 0 (isa-debug-exit reports (status << 1) | 1)."
-	echo "kestrel at its first KVM_RUN: wall ${fw} ms from exec, ${fc} CPU-ms, ${fo} KiB resident beyond guest RAM (targets: <= 2 CPU-ms, <= 2048 KiB)."
+	echo "kestrel at its first KVM_RUN: $(first_kvm_run kestrel) (targets: <= 2 CPU-ms, <= 2048 KiB)."
+	if [ -n "${KESTREL_BASE:-}" ]; then
+		# Another build (e.g. the previous commit's) in the same run, for a before/after.
+		measure 0 base "$KESTREL_BASE" run --kernel "$G/guest-hello.elf" --memory 256M --console none --cmdline exit=0
+		echo "$KESTREL_BASE at its first KVM_RUN: $(first_kvm_run base)."
+	fi
 	echo
+}
+
+first_kvm_run() { # NAME: kestrel's own report at its first KVM_RUN, medians over the runs
+	local name=$1 fw fc fo
+	fw=$(for f in "$T/$name".*; do grep -o 'startup: wall_ms=[0-9.]*' "$f" | cut -d= -f2; done | median)
+	fc=$(for f in "$T/$name".*; do grep -o 'cpu_ms=[0-9.]*' "$f" | cut -d= -f2; done | median)
+	fo=$(for f in "$T/$name".*; do grep -o 'overhead_kib=[0-9]*' "$f" | cut -d= -f2; done | median)
+	echo "wall ${fw} ms from exec, ${fc} CPU-ms, ${fo} KiB resident beyond guest RAM"
 }
 
 exits() {

@@ -3,9 +3,10 @@
 # where it is missing. Used by `make run` / `make test` and CI.
 set -euo pipefail
 
-# Build: compiler, Meson/Ninja, libraries (libmicrohttpd and libcurl: headers to
-# build, the libraries are dlopen()ed by the API server and client; libssl-dev
-# for libcrypto's SHA-256 of snapshot memory files, also dlopen()ed). Test:
+# Build: compiler, Meson/Ninja, libraries (libcjson, libmicrohttpd, libcurl and
+# libssl-dev's libcrypto: headers to build, the libraries are dlopen()ed when
+# JSON, the API server, the client or a snapshot memory digest is first
+# needed). Test:
 # cmocka, clang + libFuzzer, QEMU (test bed and benchmark peer), busybox and
 # cpio (initramfs images), curl (API tests).
 PKGS=(

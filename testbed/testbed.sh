@@ -119,10 +119,11 @@ tb_install_busybox "$root"
 tb_install_modules "$TB_MODDIR" "$TB_KVER" "$root" kvm_amd ${l1_modules//,/ }
 tb_install_binary "$root" "$vmm" /usr/bin/kestrel
 # kestrel dlopen()s libslirp (user-mode networking), libmicrohttpd (--api-sock),
-# libcurl (the pause/resume/snapshot client commands) and libcrypto (snapshot
-# memory file digests): bring each, with its libraries, where the host has it.
+# libcurl (the pause/resume/snapshot client commands), libcjson (the API and
+# --config-file) and libcrypto (snapshot memory file digests): bring each, with
+# its libraries, where the host has it.
 # (awk reads everything: an early exit would SIGPIPE ldconfig, fatal under pipefail)
-for soname in libslirp.so.0 libmicrohttpd.so.12 libcurl.so.4 libcrypto.so.3; do
+for soname in libslirp.so.0 libmicrohttpd.so.12 libcurl.so.4 libcjson.so.1 libcrypto.so.3; do
     dl_lib=$(ldconfig -p 2>/dev/null | awk -v n="$soname" '$1 == n && !found {print $NF; found = 1}')
     if [ -n "$dl_lib" ]; then tb_install_binary "$root" "$dl_lib" "$dl_lib"; fi
 done

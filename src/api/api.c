@@ -1,10 +1,25 @@
 /*
- * The control API server. libmicrohttpd parses HTTP on its own thread (one
- * internal polling thread for all connections); this file routes each request,
- * collects its body up to FC_BODY_MAX, and hands it to the VMM thread with
- * vmm_call(). Everything that reads or changes the configuration or the VM
- * (api_handle and below) runs there, so requests are serialized and the VM's
+ * The control API server. libmicrohttpd parses HTTP with one thread per
+ * connection, so a client that dawdles, or a request that waits for the VMM
+ * thread, holds up only its own connection. This file routes each request,
+ * collects its body up to FC_BODY_MAX, and hands every PUT/PATCH to the VMM
+ * thread with vmm_call(). Everything that changes the configuration or the VM
+ * (api_handle and below) runs there, so changes are serialized and the VM's
  * state cannot change between a rule's check and the action it guards.
+ *
+ * GETs are answered on the connection's own thread, from the API's copy of
+ * the configuration (a->lock; written only on the VMM thread) and the state
+ * the vmm publishes (vmm_peek_info), so they answer while the VMM thread is
+ * busy for seconds writing a snapshot.
+ *
+ * Stuck clients: each connection has a deadline, API_REQUEST_DEADLINE seconds
+ * from the moment it is ready for a request (accepted, or its previous
+ * response sent), by which the whole request must have arrived; then again
+ * from the handler's end for the response to be taken. Time spent in a
+ * handler does not count. A watchdog thread shuts down the socket of a
+ * connection past its deadline, so a client trickling a byte at a time, or
+ * saying nothing, is cut off however it behaves, and libmicrohttpd's own idle
+ * timeout (reset by every byte) is not used.
  *
  * Status codes: 204 for a PUT/PATCH that worked, 200 with JSON for a GET,
  * 400 for bad input or an action in the wrong state, 404 for an unknown path,
@@ -12,6 +27,7 @@
  * every error carries {"fault_message": "..."}.
  */
 #include "api/api.h"
+#include "api/cjson_shim.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -20,12 +36,14 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -35,17 +53,40 @@
 #include "vmm/vmm.h"
 
 #define API_CONN_MEMORY  (32 * 1024)   /* per connection: headers and read buffer */
-#define API_MAX_CONNS    16
-#define API_CONN_TIMEOUT 30            /* seconds a connection may idle */
+#define API_MAX_CONNS    256           /* each a thread; stuck ones are cut at their deadline */
+#define API_REQUEST_DEADLINE 10        /* seconds for a whole request (or response) to pass */
+#define API_THREAD_STACK (256 * 1024)  /* per connection thread: the handlers need little */
+#define API_LISTEN_BACKLOG 128
+
+/* One client connection, from accept to close (libmicrohttpd's socket context). */
+struct api_sock {
+	struct api_sock *next, **pprev;
+	int fd;
+	uint64_t deadline_ms;   /* CLOCK_MONOTONIC; 0 while a handler runs */
+	bool cut;               /* shut down by the watchdog */
+};
 
 struct api {
 	struct vmm *vmm;
 	char *sock_path;
 	char *id;
+	unsigned snapshot_delay_ms;        /* KESTREL_TEST_SNAPSHOT_DELAY_MS (tests) */
 	struct MHD_Daemon *daemon;
 
-	/* VMM thread only, from here on. */
+	/* The connections and their deadlines; the watchdog sleeps on socks_cond. */
+	pthread_mutex_t socks_lock;
+	pthread_cond_t socks_cond;
+	struct api_sock *socks;
+	bool watchdog_stop;
+	pthread_t watchdog;
+	bool watchdog_running;
+
+	/* Written on the VMM thread only, under lock; read under lock by GETs on
+	 * the connection threads (the VMM thread reads them without it). */
+	pthread_mutex_t lock;
 	struct fc_config cfg;
+
+	/* VMM thread only. */
 	struct fc_machine machine;        /* the strings the running VM points to */
 	struct fc_snapshot_load load;     /* the same for a VM loaded from a snapshot */
 };
@@ -67,6 +108,7 @@ static struct {
 	__typeof__(MHD_queue_response) *queue_response;
 	__typeof__(MHD_destroy_response) *destroy_response;
 	__typeof__(MHD_lookup_connection_value) *lookup_connection_value;
+	__typeof__(MHD_get_connection_info) *get_connection_info;
 } mhd;
 static pthread_once_t mhd_once = PTHREAD_ONCE_INIT;
 
@@ -81,6 +123,7 @@ static void api_mhd_load(void)
 		{ "MHD_queue_response", (void **)&mhd.queue_response },
 		{ "MHD_destroy_response", (void **)&mhd.destroy_response },
 		{ "MHD_lookup_connection_value", (void **)&mhd.lookup_connection_value },
+		{ "MHD_get_connection_info", (void **)&mhd.get_connection_info },
 	};
 
 	if (!h) {
@@ -202,15 +245,17 @@ static int api_preboot(struct api_req *r, const char *what)
 	return vmm_allowed(r->a->vmm, VMM_OP_CONFIGURE, what, r->err, sizeof(r->err)) ? api_failed(r, 400) : 0;
 }
 
+/* A GET, on the connection's thread: never waits for the VMM thread. */
 static int api_get(struct api_req *r)
 {
 	struct api *a = r->a;
 	struct vmm_info info;
 	cJSON *o;
 
+	r->status = 200;
 	switch (r->route) {
 	case R_INFO:
-		vmm_get_info(a->vmm, &info);
+		vmm_peek_info(a->vmm, &info);
 		o = cJSON_CreateObject();
 		if (o && cJSON_AddStringToObject(o, "id", a->id) &&
 		    cJSON_AddStringToObject(o, "state", vmm_state_name(info.state)) &&
@@ -226,32 +271,39 @@ static int api_get(struct api_req *r)
 		cJSON_Delete(o);
 		break;
 	case R_MACHINE_CONFIG: {
-		/* A VM loaded from a snapshot has the snapshot's size, not the API's. */
-		struct fc_config shown = a->cfg;
+		struct fc_config shown;
 
-		vmm_get_info(a->vmm, &info);
+		vmm_peek_info(a->vmm, &info);
+		pthread_mutex_lock(&a->lock);
+		/* A VM loaded from a snapshot has the snapshot's size, not the API's. */
+		shown = a->cfg;
 		if (info.restored) {
 			shown.vcpus = info.cpus;
 			shown.mem_mib = (unsigned)(info.mem_size >> 20);
 		}
 		r->json = fc_machine_config_to_json(&shown);
+		pthread_mutex_unlock(&a->lock);
 		break;
 	}
 	case R_VM_CONFIG:
+		pthread_mutex_lock(&a->lock);
 		/* The API never saw a restored VM's devices: they come from the snapshot. */
-		vmm_get_info(a->vmm, &info);
+		vmm_peek_info(a->vmm, &info);
 		if (info.restored)
-			return api_fail(r, 400, "GET /vm/config is not available for a VM loaded from a "
-					"snapshot (its configuration is in the snapshot file); GET "
-					"/machine-config shows its size");
-		r->json = fc_config_to_json(&a->cfg);
+			api_fail(r, 400, "GET /vm/config is not available for a VM loaded from a "
+				 "snapshot (its configuration is in the snapshot file); GET "
+				 "/machine-config shows its size");
+		else
+			r->json = fc_config_to_json(&a->cfg);
+		pthread_mutex_unlock(&a->lock);
+		if (r->status != 200)
+			return -EINVAL;
 		break;
 	default:
 		return api_fail(r, 500, "no GET handler");
 	}
 	if (!r->json)
 		return api_fail(r, 500, "out of memory");
-	r->status = 200;
 	return 0;
 }
 
@@ -299,6 +351,13 @@ static int api_snapshot_create(struct api_req *r)
 
 	if (fc_parse_snapshot_create(r->body, r->len, &sc, r->err, sizeof(r->err)))
 		return api_failed(r, 400);
+	if (r->a->snapshot_delay_ms) {
+		/* Test hook: a snapshot that keeps the VMM thread busy this long. */
+		struct timespec d = { r->a->snapshot_delay_ms / 1000, (long)(r->a->snapshot_delay_ms % 1000) * 1000000 };
+
+		while (nanosleep(&d, &d) < 0 && errno == EINTR)
+			;
+	}
 	e = vmm_snapshot_create(r->a->vmm, &sc.p, r->err, sizeof(r->err));
 	fc_snapshot_create_exit(&sc);
 	return e ? api_failed(r, 400) : 0;
@@ -346,15 +405,18 @@ static int api_metrics(struct api_req *r)
 	if (!e)
 		e = vmm_set_metrics_path(a->vmm, scratch.metrics_path, r->err, sizeof(r->err));
 	if (!e) {
+		pthread_mutex_lock(&a->lock);
 		free(a->cfg.metrics_path);
 		a->cfg.metrics_path = scratch.metrics_path;
+		pthread_mutex_unlock(&a->lock);
 		scratch.metrics_path = NULL;
 	}
 	fc_config_exit(&scratch);
 	return e ? api_failed(r, e == -ENOMEM ? 500 : 400) : 0;
 }
 
-static int api_put(struct api_req *r)
+/* The PUT/PATCHes that only change the API's configuration: under a->lock. */
+static int api_put_config(struct api_req *r)
 {
 	struct api *a = r->a;
 	char *err = r->err;
@@ -388,6 +450,30 @@ static int api_put(struct api_req *r)
 		if (!e && a->cfg.log_level != FC_LOG_UNSET)
 			log_set_level((enum log_level)a->cfg.log_level);
 		break;
+	default:
+		return api_fail(r, 500, "no handler");
+	}
+	if (e && r->status < 400)
+		r->status = e == -ENOMEM ? 500 : 400;
+	return e;
+}
+
+static int api_put(struct api_req *r)
+{
+	int e;
+
+	switch (r->route) {
+	case R_BOOT_SOURCE:
+	case R_MACHINE_CONFIG:
+	case R_DRIVE:
+	case R_NET:
+	case R_SERIAL:
+	case R_ENTROPY:
+	case R_LOGGER:
+		pthread_mutex_lock(&r->a->lock);
+		e = api_put_config(r);
+		pthread_mutex_unlock(&r->a->lock);
+		return e;
 	case R_METRICS:
 		return api_metrics(r);
 	case R_ACTIONS:
@@ -401,9 +487,6 @@ static int api_put(struct api_req *r)
 	default:
 		return api_fail(r, 500, "no handler");
 	}
-	if (e && r->status < 400)
-		r->status = e == -ENOMEM ? 500 : 400;
-	return e;
 }
 
 static int api_handle(struct vmm *v, void *opaque)
@@ -411,14 +494,119 @@ static int api_handle(struct vmm *v, void *opaque)
 	struct api_req *r = opaque;
 
 	r->status = 204;
-	if (api_state(r->a) == VMM_ENDED && r->method != M_GET)
+	if (api_state(r->a) == VMM_ENDED)
 		return api_fail(r, 400, "the VM has ended; kestrel is exiting");
-	if (r->method == M_GET)
-		return api_get(r);
 	return api_put(r);
 }
 
-/* ---- HTTP side (libmicrohttpd's thread) ---- */
+/* ---- connection deadlines ---- */
+
+static uint64_t api_now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* The connection's socket context (NULL if libmicrohttpd has none). */
+static struct api_sock *api_sock_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = mhd.get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+/* Start the connection's clock again (busy: stop it while a handler runs). */
+static void api_sock_arm(struct api *a, struct api_sock *s, bool busy)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&a->socks_lock);
+	s->deadline_ms = busy ? 0 : api_now_ms() + API_REQUEST_DEADLINE * 1000;
+	pthread_cond_signal(&a->socks_cond);
+	pthread_mutex_unlock(&a->socks_lock);
+}
+
+/*
+ * libmicrohttpd closes a connection's socket only after this is told
+ * MHD_CONNECTION_NOTIFY_CLOSED, and that waits for socks_lock: so the
+ * watchdog, which holds it, never shuts down a descriptor already reused.
+ */
+static void api_notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
+			    enum MHD_ConnectionNotificationCode code)
+{
+	struct api *a = cls;
+	struct api_sock *s = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = mhd.get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		if (!ci)
+			return;
+		s = calloc(1, sizeof(*s));
+		if (!s) {
+			/* No deadline could be kept for it: refuse it now. */
+			shutdown(ci->connect_fd, SHUT_RDWR);
+			return;
+		}
+		s->fd = ci->connect_fd;
+		s->deadline_ms = api_now_ms() + API_REQUEST_DEADLINE * 1000;
+		pthread_mutex_lock(&a->socks_lock);
+		s->next = a->socks;
+		if (a->socks)
+			a->socks->pprev = &s->next;
+		s->pprev = &a->socks;
+		a->socks = s;
+		pthread_cond_signal(&a->socks_cond);
+		pthread_mutex_unlock(&a->socks_lock);
+		*socket_context = s;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && s) {
+		pthread_mutex_lock(&a->socks_lock);
+		*s->pprev = s->next;
+		if (s->next)
+			s->next->pprev = s->pprev;
+		pthread_mutex_unlock(&a->socks_lock);
+		free(s);
+		*socket_context = NULL;
+	}
+}
+
+/* Shut down connections past their deadline; sleep until the next one is due. */
+static void *api_watchdog(void *opaque)
+{
+	struct api *a = opaque;
+
+	pthread_mutex_lock(&a->socks_lock);
+	while (!a->watchdog_stop) {
+		uint64_t now = api_now_ms(), next = UINT64_MAX;
+
+		for (struct api_sock *s = a->socks; s; s = s->next) {
+			if (!s->deadline_ms || s->cut)
+				continue;
+			if (s->deadline_ms <= now) {
+				/* The connection's thread sees end-of-file and closes it. */
+				shutdown(s->fd, SHUT_RDWR);
+				s->cut = true;
+				log_info("api", "a client took over %d s to send a request or take a reply: "
+					 "connection closed", API_REQUEST_DEADLINE);
+			} else if (s->deadline_ms < next) {
+				next = s->deadline_ms;
+			}
+		}
+		if (next == UINT64_MAX) {
+			pthread_cond_wait(&a->socks_cond, &a->socks_lock);
+		} else {
+			struct timespec until = { (time_t)(next / 1000), (long)(next % 1000) * 1000000 };
+
+			pthread_cond_timedwait(&a->socks_cond, &a->socks_lock, &until);
+		}
+	}
+	pthread_mutex_unlock(&a->socks_lock);
+	return NULL;
+}
+
+/* ---- HTTP side (the connections' threads) ---- */
 
 struct api_conn {
 	char *body;
@@ -505,7 +693,10 @@ static enum MHD_Result api_serve(struct api *a, struct MHD_Connection *conn, con
 			 api_printable(u, sizeof(u), r.id), FC_ID_MAX);
 		return api_reply_error(conn, MHD_HTTP_BAD_REQUEST, msg, NULL);
 	}
-	e = vmm_call(a->vmm, api_handle, &r);
+	if (r.method == M_GET)
+		e = api_get(&r);
+	else
+		e = vmm_call(a->vmm, api_handle, &r);
 	if (e == -ESHUTDOWN)
 		return api_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "kestrel is shutting down", NULL);
 	log_info("api", "%s %s: %u%s%s", method, api_printable(u, sizeof(u), url), r.status,
@@ -555,6 +746,8 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
 {
 	static const char too_big[] = "request body is larger than 65536 bytes";
 	struct api_conn *c = *con_cls;
+	struct api_sock *s;
+	enum MHD_Result ret;
 
 	_Static_assert(FC_BODY_MAX == 65536, "too_big's text names the limit");
 	if (!c) {
@@ -576,7 +769,12 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (c->too_big)
 		return api_reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, too_big, NULL);
-	return api_serve(cls, conn, url, method, c);
+	/* The request is in: its handler's time (a snapshot may take long) is not the client's. */
+	s = api_sock_of(conn);
+	api_sock_arm(cls, s, true);
+	ret = api_serve(cls, conn, url, method, c);
+	api_sock_arm(cls, s, false);    /* now the client has as long to take the reply */
+	return ret;
 }
 
 static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -584,6 +782,8 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
 {
 	struct api_conn *c = *con_cls;
 
+	/* The response went out (or the request failed): the next request's clock starts. */
+	api_sock_arm(cls, api_sock_of(conn), false);
 	if (c) {
 		free(c->body);
 		free(c);
@@ -630,7 +830,7 @@ static int api_listen(const char *path, char *err, size_t errlen)
 			goto err_close;
 		}
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0 ||
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0 ||
 	    fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
 		e = -errno;
 		snprintf(err, errlen, "--api-sock: '%s': %s", path, strerror(-e));
@@ -643,17 +843,57 @@ err_close:
 	return e;
 }
 
+/* The locks and the watchdog; api_free_locks undoes it. */
+static int api_init_locks(struct api *a)
+{
+	pthread_condattr_t ca;
+	int e;
+
+	if ((e = pthread_condattr_init(&ca)))
+		return -e;
+	e = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ?: pthread_cond_init(&a->socks_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (e)
+		return -e;
+	pthread_mutex_init(&a->socks_lock, NULL);
+	pthread_mutex_init(&a->lock, NULL);
+	return 0;
+}
+
+static void api_stop_watchdog(struct api *a)
+{
+	if (!a->watchdog_running)
+		return;
+	pthread_mutex_lock(&a->socks_lock);
+	a->watchdog_stop = true;
+	pthread_cond_signal(&a->socks_cond);
+	pthread_mutex_unlock(&a->socks_lock);
+	pthread_join(a->watchdog, NULL);
+	a->watchdog_running = false;
+}
+
+static void api_free_locks(struct api *a)
+{
+	pthread_cond_destroy(&a->socks_cond);
+	pthread_mutex_destroy(&a->socks_lock);
+	pthread_mutex_destroy(&a->lock);
+}
+
 struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_id, char *err, size_t errlen)
 {
+	const char *delay = getenv("KESTREL_TEST_SNAPSHOT_DELAY_MS");
 	sigset_t all, old;
 	struct api *a;
-	int fd;
+	bool locks = false;
+	int fd, e;
 
 	pthread_once(&mhd_once, api_mhd_load);
 	if (!mhd.ok) {
 		snprintf(err, errlen, "%s", mhd.why);
 		return NULL;
 	}
+	if (cjson_shim_load(err, errlen))
+		return NULL;
 	if (!instance_id)
 		instance_id = API_DEFAULT_ID;
 	if (!fc_id_valid(instance_id)) {
@@ -666,23 +906,53 @@ struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_i
 		goto err_free;
 	}
 	a->vmm = v;
+	if (delay) {
+		char *end;
+		unsigned long ms = strtoul(delay, &end, 10);
+
+		if (*delay < '0' || *delay > '9' || *end || ms > 600000)
+			log_warn("api", "KESTREL_TEST_SNAPSHOT_DELAY_MS='%.32s' is not 0 to 600000 (ms): ignored", delay);
+		else
+			a->snapshot_delay_ms = (unsigned)ms;
+	}
 	fc_config_init(&a->cfg);
+	if ((e = api_init_locks(a))) {
+		snprintf(err, errlen, "--api-sock: %s", strerror(-e));
+		goto err_free;
+	}
+	locks = true;
 	fd = api_listen(sock_path, err, errlen);
 	if (fd < 0)
 		goto err_free;
-	/* libmicrohttpd's thread takes no signals: they belong to the VMM thread. */
+	/* libmicrohttpd's threads and the watchdog take no signals: they belong
+	 * to the VMM thread (threads inherit the mask of their creator). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	a->daemon = mhd.start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL, NULL, api_access, a,
-				     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNS,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONN_TIMEOUT,
-				     MHD_OPTION_NOTIFY_COMPLETED, api_completed, a,
-				     MHD_OPTION_END);
+	e = pthread_create(&a->watchdog, NULL, api_watchdog, a);
+	a->watchdog_running = !e;
+	/*
+	 * A thread per connection (poll(), not select(): descriptors may pass
+	 * 1024): one blocked in vmm_call() or on a slow client holds up nobody
+	 * else. libmicrohttpd's idle timeout stays off: it restarts with every
+	 * byte and would also count a long handler; the watchdog keeps time.
+	 */
+	if (!e)
+		a->daemon = mhd.start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION,
+					     0, NULL, NULL, api_access, a,
+					     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+					     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY,
+					     MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNS,
+					     MHD_OPTION_CONNECTION_TIMEOUT, 0U,
+					     MHD_OPTION_THREAD_STACK_SIZE, (size_t)API_THREAD_STACK,
+					     MHD_OPTION_NOTIFY_CONNECTION, api_notify_conn, a,
+					     MHD_OPTION_NOTIFY_COMPLETED, api_completed, a,
+					     MHD_OPTION_END);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!a->daemon) {
-		snprintf(err, errlen, "--api-sock: libmicrohttpd could not serve on '%s'", sock_path);
+		if (e)
+			snprintf(err, errlen, "--api-sock: cannot start the watchdog thread: %s", strerror(e));
+		else
+			snprintf(err, errlen, "--api-sock: libmicrohttpd could not serve on '%s'", sock_path);
 		close(fd);
 		unlink(sock_path);
 		goto err_free;
@@ -692,6 +962,10 @@ struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_i
 	return a;
 err_free:
 	if (a) {
+		if (locks) {
+			api_stop_watchdog(a);
+			api_free_locks(a);
+		}
 		free(a->sock_path);
 		free(a->id);
 		free(a);
@@ -718,8 +992,10 @@ int api_boot(struct api *a, struct fc_config *c, char *err, size_t errlen)
 {
 	int e;
 
+	pthread_mutex_lock(&a->lock);
 	fc_config_exit(&a->cfg);
 	a->cfg = *c;
+	pthread_mutex_unlock(&a->lock);
 	fc_config_init(c);
 	/* Tell the vmm too, so a later PUT /metrics is refused as configured twice. */
 	if (a->cfg.metrics_path) {
@@ -734,8 +1010,10 @@ void api_stop(struct api *a)
 {
 	if (!a || !a->daemon)
 		return;
+	/* Closes every connection (each told NOTIFY_CLOSED) before the watchdog goes. */
 	mhd.stop_daemon(a->daemon);
 	a->daemon = NULL;
+	api_stop_watchdog(a);
 	unlink(a->sock_path);
 }
 
@@ -744,6 +1022,7 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	api_stop(a);
+	api_free_locks(a);
 	fc_config_exit(&a->cfg);
 	fc_machine_exit(&a->machine);
 	fc_snapshot_load_exit(&a->load);

@@ -1,9 +1,10 @@
 /*
  * The control API: Firecracker's HTTP/1.1 + JSON API on a Unix socket,
  * served by libmicrohttpd (loaded with dlopen when --api-sock is used).
- * Requests arrive on libmicrohttpd's thread; each one is handled on the VMM
- * thread through vmm_call(), so the configuration and the VM's state change
- * in one place, one request at a time.
+ * Requests arrive on a thread per connection; each PUT/PATCH is handled on
+ * the VMM thread through vmm_call(), so the configuration and the VM's state
+ * change in one place, one request at a time. GETs are answered on their
+ * connection's thread without waiting for the VMM thread (api.c says how).
  */
 #ifndef KESTREL_API_API_H
 #define KESTREL_API_API_H

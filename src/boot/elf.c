@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ELF_EHDR_SIZE  64
 #define ELF_PHDR_SIZE  56
@@ -296,6 +297,43 @@ static uint64_t elf_to_phys(const uint8_t *img, const struct elf_info *ei, uint6
 	return 0;
 }
 
+/*
+ * Zero a segment's bss. Guest RAM starts as a fresh memfd whose holes read as
+ * zero: writing zeros there would only fault in (and count as resident) pages
+ * the guest may never touch, for a kernel's bss megabytes of them. So only
+ * the parts that hold data (SEEK_DATA: pages written or swapped out) are
+ * cleared; test memory without a memfd is cleared whole.
+ */
+static void elf_zero(const struct guest_mem *gm, uint8_t *dst, size_t len)
+{
+	off_t off, end, data, hole;
+
+	if (gm->memfd < 0 || !gm->mapping || dst < (uint8_t *)gm->mapping ||
+	    dst + len > (uint8_t *)gm->mapping + gm->mapping_size) {
+		memset(dst, 0, len);
+		return;
+	}
+	off = dst - (uint8_t *)gm->mapping;
+	end = off + (off_t)len;
+	while (off < end) {
+		data = lseek(gm->memfd, off, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			return;                 /* holes to the end of the file */
+		if (data < 0) {
+			data = off;             /* cannot tell: clear the rest */
+			hole = end;
+		} else {
+			hole = lseek(gm->memfd, data, SEEK_HOLE);
+			if (hole < 0 || hole > end)
+				hole = end;
+		}
+		if (data >= end)
+			return;
+		memset((uint8_t *)gm->mapping + data, 0, (size_t)(hole - data));
+		off = hole;
+	}
+}
+
 static void elf_load_segments(struct guest_mem *gm, const uint8_t *img, const struct elf_info *ei)
 {
 	struct elf_phdr ph;
@@ -308,7 +346,7 @@ static void elf_load_segments(struct guest_mem *gm, const uint8_t *img, const st
 			continue;
 		dst = gm_ptr(gm, ph.paddr, ph.memsz);   /* checked in elf_check_phdrs */
 		memcpy(dst, img + ph.offset, ph.filesz);
-		memset(dst + ph.filesz, 0, ph.memsz - ph.filesz);
+		elf_zero(gm, dst + ph.filesz, ph.memsz - ph.filesz);
 	}
 }
 

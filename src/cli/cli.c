@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 #include "api/api.h"
 #include "api/api_client.h"
+#include "api/cjson_shim.h"
 #include "api/fc.h"
 #include "snapshot/memfile.h"
 #include "core/vm.h"
@@ -467,7 +468,7 @@ static int cli_serve(int argc, char **argv)
 
 	fc_config_init(&fc);
 	if (config) {
-		if (cli_read_config(config, &text, &len, err, sizeof(err)) ||
+		if (cjson_shim_load(err, sizeof(err)) || cli_read_config(config, &text, &len, err, sizeof(err)) ||
 		    fc_config_load(&fc, text, len, err, sizeof(err)))
 			goto out;
 	}
@@ -535,6 +536,10 @@ static int cli_ctl(int argc, char **argv)
 	if (snapshot && (!snap || !mem))
 		return cli_usage_error("%s: --snapshot-path and --mem-path are required", cmd);
 
+	if (cjson_shim_load(err, sizeof(err))) {
+		fprintf(stderr, "kestrel: %s\n", err);
+		return 1;
+	}
 	if (!strcmp(cmd, "status")) {
 		method = "GET";
 		path = "/";

@@ -38,6 +38,7 @@ struct vmm {
 	pthread_cond_t cond;
 	struct vmm_req *head, **tail;
 	bool exiting;
+	struct vmm_info published;   /* under lock: vmm_peek_info's copy, refreshed on the VMM thread */
 
 	struct machine *m;
 	enum vmm_state state;
@@ -71,6 +72,7 @@ static void vmm_run_calls(void *opaque, uint32_t events)
 			break;
 		r->result = r->fn(v, r->opaque);
 		pthread_mutex_lock(&v->lock);
+		vmm_get_info(v, &v->published);   /* before done: the caller sees its own change */
 		r->done = true;
 		pthread_cond_broadcast(&v->cond);
 		pthread_mutex_unlock(&v->lock);
@@ -508,6 +510,21 @@ int vmm_set_metrics_path(struct vmm *v, const char *path, char *err, size_t errl
 	return 0;
 }
 
+void vmm_peek_info(struct vmm *v, struct vmm_info *out)
+{
+	pthread_mutex_lock(&v->lock);
+	*out = v->published;
+	pthread_mutex_unlock(&v->lock);
+}
+
+/* On the VMM thread: refresh what vmm_peek_info reports. */
+static void vmm_publish(struct vmm *v)
+{
+	pthread_mutex_lock(&v->lock);
+	vmm_get_info(v, &v->published);
+	pthread_mutex_unlock(&v->lock);
+}
+
 void vmm_get_info(struct vmm *v, struct vmm_info *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -523,6 +540,7 @@ int vmm_run(struct vmm *v)
 {
 	int status;
 
+	vmm_publish(v);   /* a VM started before the loop (--config-file) */
 	loop_run(v->loop);
 	pthread_mutex_lock(&v->lock);
 	v->exiting = true;
@@ -551,6 +569,7 @@ int vmm_run(struct vmm *v)
 			status = machine_finish(v->m);
 		v->state = VMM_ENDED;
 		vmm_drop_machine(v);
+		vmm_publish(v);
 	}
 	return status;
 }

@@ -117,6 +117,13 @@ int vmm_flush_metrics(struct vmm *v, char *err, size_t errlen);
 /* PUT /metrics: where metrics go; before or after start. */
 int vmm_set_metrics_path(struct vmm *v, const char *path, char *err, size_t errlen);
 void vmm_get_info(struct vmm *v, struct vmm_info *out);
+/*
+ * vmm_get_info for any thread, without waiting for the VMM thread (which may
+ * be busy for seconds writing a snapshot): the info as of the end of the last
+ * vmm_call() or vmm_run()'s start or end. A vmm_call's own changes are seen
+ * once it returns.
+ */
+void vmm_peek_info(struct vmm *v, struct vmm_info *out);
 
 /*
  * Run the main loop until the VM ends (then returns its exit status) or the

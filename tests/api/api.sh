@@ -171,6 +171,53 @@ expect_cli cli-config-unsupported 1 "'vsock' is not supported" --config-file "$T
 "$KESTREL" --help >"$T/help" 2>&1
 check "api help-lists-api-options" grep -q -- "--api-sock PATH" "$T/help"
 check "api help-lists-helpers" grep -q -- "pause|resume|status --api-sock" "$T/help"
+# libcjson, like libmicrohttpd and libcurl, is opened only when JSON is needed
+# (src/api/cjson_shim.c): `kestrel run` does not map it. The JSON paths above
+# and below (--config-file, the API, the CLI helpers) use it loaded on demand.
+if command -v readelf >/dev/null; then
+	readelf -d "$KESTREL" >"$T/needed" 2>&1
+	if grep -q NEEDED "$T/needed" && ! grep -Eq 'NEEDED.*(libcjson|libmicrohttpd|libcurl)' "$T/needed"; then
+		pass "api optional-libraries-not-linked"
+	else
+		fail "api optional-libraries-not-linked" "$(grep NEEDED "$T/needed" | tr -s ' ' | tr '\n' ' ')"
+	fi
+else
+	skip "api optional-libraries-not-linked" "readelf is not installed"
+fi
+
+# Without a loadable libcjson, what needs JSON says so in one line (a mount
+# namespace hides the library behind an empty file); `kestrel run` needs none.
+cjson_lib=$(readlink -f /usr/lib/x86_64-linux-gnu/libcjson.so.1 2>/dev/null)
+if [ -f "$cjson_lib" ] && unshare -m true 2>/dev/null; then
+	printf '{"boot-source": {"kernel_image_path": "%s"}}' "$COUNTER" >"$T/nocjson.json"
+	for args in "--api-sock $T/nocjson.sock" "--config-file $T/nocjson.json" "status --api-sock $T/nocjson.sock"; do
+		# shellcheck disable=SC2086 # args are split on purpose
+		unshare -m sh -c 'mount --bind /dev/null "$1" && shift && exec "$@"' sh "$cjson_lib" \
+			"$KESTREL" $args >"$T/cli.out" 2>"$T/cli.err" </dev/null
+		rc=$?
+		name=${args%% *}; name="api no-libcjson-${name#--}"
+		if [ "$rc" = 1 ] && [ "$(wc -l <"$T/cli.err")" = 1 ] && grep -q "cannot load libcjson.so.1" "$T/cli.err"; then
+			pass "$name"
+		else
+			fail "$name" "want status 1 and one line naming libcjson, got $rc: $(head -c 300 "$T/cli.err")"
+		fi
+	done
+	if [ -c /dev/kvm ] && [ -f "$G/guest-hello.elf" ]; then
+		unshare -m sh -c 'mount --bind /dev/null "$1" && shift && exec "$@"' sh "$cjson_lib" \
+			"$KESTREL" run --kernel "$G/guest-hello.elf" --memory 32M --console none --cmdline exit=0 \
+			>"$T/cli.out" 2>"$T/cli.err" </dev/null
+		rc=$?
+		[ "$rc" = 0 ] && pass "api no-libcjson-run" || fail "api no-libcjson-run" "status $rc: $(head -c 300 "$T/cli.err")"
+	fi
+else
+	skip "api no-libcjson" "needs libcjson.so.1 and unshare -m (root)"
+fi
+
+# The snapshot-delay test hook refuses a bad value with a warning and serves on.
+KESTREL_TEST_SNAPSHOT_DELAY_MS=12x start_kestrel hook || exit 1
+stop_kestrel
+grep -q "KESTREL_TEST_SNAPSHOT_DELAY_MS='12x' is not" "$T/hook.err" && [ "$krc" = 143 ] \
+	&& pass "api test-hook-bad-value" || fail "api test-hook-bad-value" "status $krc: $(head -c 300 "$T/hook.err")"
 
 # ---- pre-boot: info, defaults and bad input (no /dev/kvm needed) ---------
 
@@ -220,6 +267,15 @@ state_is "Not started" && pass "api pre-still-not-started" || fail "api pre-stil
 api PUT /boot-source "{\"kernel_image_path\": \"$COUNTER\"}"
 expect pre-boot-source 204
 bad pre-load-after-config PUT /snapshot/load '{"snapshot_path": "s", "mem_file_path": "m"}' 400 "after boot resources"
+# Stuck clients (24 connections that trickle a byte every 2 s or say nothing)
+# must not keep others out, and are cut API_REQUEST_DEADLINE (10) s after they
+# connected (tests/api/stuck_clients.py).
+if command -v python3 >/dev/null; then
+	python3 "$here/stuck_clients.py" "$SOCK" 10 || CHECK_FAILS=$((CHECK_FAILS + 1))
+	state_is "Not started" && pass "api stuck-vmm-unchanged" || fail "api stuck-vmm-unchanged" "$(cat "$T/resp")"
+else
+	skip "api stuck-clients" "python3 is not installed"
+fi
 stop_kestrel
 [ "$krc" = 143 ] && pass "api pre-sigterm-status" || fail "api pre-sigterm-status" "status $krc, want 143: $(head -c 300 "$T/pre.err")"
 check "api pre-socket-removed" test ! -e "$SOCK"
@@ -390,7 +446,39 @@ bad load-then-drive PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_hos
 stop_kestrel
 [ "$krc" = 143 ] && pass "api load-sigterm-status" || fail "api load-sigterm-status" "status $krc, want 143: $(head -c 300 "$T/load.err")"
 
-# ---- 4. --config-file alone (guest-hello prints its command line) -------
+# ---- 4. GETs while the VMM thread writes a (slow) snapshot ---------------
+
+# KESTREL_TEST_SNAPSHOT_DELAY_MS (a test hook, docs/api.md) keeps the VMM
+# thread busy that long in PUT /snapshot/create before it writes: longer than
+# the 10 s request deadline, which a handler's time must not count against.
+CON=$T/slow-console.txt
+sed "s|$T/run-console.txt|$CON|" "$T/vm.json" >"$T/slow.json"
+KESTREL_TEST_SNAPSHOT_DELAY_MS=12000 start_kestrel slow --config-file "$T/slow.json" || exit 1
+api PATCH /vm '{"state": "Paused"}'
+expect slow-pause 204
+curl -s -m 60 -o "$T/slow-snap.resp" -w '%{http_code}' --unix-socket "$SOCK" -X PUT \
+	--data-binary "{\"snapshot_path\": \"$T/slow.state\", \"mem_file_path\": \"$T/slow.mem\"}" \
+	http://localhost/snapshot/create >"$T/slow-snap.code" &
+snap_pid=$!
+sleep 1
+for p in / /machine-config /vm/config /version; do
+	# Timed by curl (connect to reply), not counting its own start on a busy host.
+	read -r code secs < <(curl -s -m 5 -o "$T/resp" -w '%{http_code} %{time_total}\n' --unix-socket "$SOCK" \
+		"http://localhost$p")
+	name=${p#/}; name=${name//\//-}
+	if [ "$code" = 200 ] && awk "BEGIN { exit !($secs < 3) }"; then pass "api slow-snapshot-get-${name:-info}"
+	else fail "api slow-snapshot-get-${name:-info}" "HTTP $code after $secs s while the snapshot is written"; fi
+done
+state_is Paused && pass "api slow-snapshot-state-paused" || fail "api slow-snapshot-state-paused" "$(cat "$T/resp")"
+kill -0 "$snap_pid" 2>/dev/null && pass "api slow-snapshot-still-writing" \
+	|| fail "api slow-snapshot-still-writing" "the snapshot ended before the GETs: they proved nothing"
+wait "$snap_pid"
+[ "$(cat "$T/slow-snap.code")" = 204 ] && [ -s "$T/slow.state" ] && pass "api slow-snapshot-reply-after-deadline" \
+	|| fail "api slow-snapshot-reply-after-deadline" "HTTP $(cat "$T/slow-snap.code"): $(head -c 200 "$T/slow-snap.resp")"
+stop_kestrel
+[ "$krc" = 143 ] && pass "api slow-sigterm-status" || fail "api slow-sigterm-status" "status $krc, want 143"
+
+# ---- 5. --config-file alone (guest-hello prints its command line) -------
 
 CON=$T/cf-console.txt
 cat >"$T/cf.json" <<EOF

@@ -526,6 +526,50 @@ static void test_elf_pvh(void **state)
 	free(img);
 }
 
+/*
+ * On memfd RAM the bss is cleared only where the memfd holds data: a page
+ * written before the load is zeroed, the never-touched pages stay holes (not
+ * faulted in, not resident), and all of it reads as zero.
+ */
+static void test_elf_bss_fresh_ram(void **state)
+{
+	struct fx *f = *state;
+	struct ti_seg seg = { 0xffffffff81000000ull, 0x1000000, 0x800, 0x40800 };
+	struct guest_mem gm;
+	size_t len = 0;
+	uint8_t *img = ti_elf_build(0xffffffff81000000ull, &seg, 1, 1, 0x1000100, &len);
+	uint8_t *base, *dirty;
+	off_t bss_page, dirty_off, end_off, r;
+
+	assert_non_null(img);
+	assert_int_equal(gm_init(&gm, MiB(64), GM_NO_THP), 0);
+	base = gm_ptr(&gm, seg.paddr, seg.memsz);
+	assert_non_null(base);
+	dirty = base + 0x20000;                   /* a page inside the bss, written before */
+	memset(dirty, 0xaa, 4096);
+	f->cfg.cmdline = "console=hvc0";
+	f->cfg.rsdp_gpa = 0xe0000;
+	assert_int_equal(boot_load_elf(&gm, img, len, &f->cfg, &f->out, f->err, sizeof(f->err)), 0);
+	free(img);
+
+	/* Before reading anything back (a read would fault pages in). */
+	bss_page = (base - (uint8_t *)gm.mapping) + 0x1000;
+	dirty_off = dirty - (uint8_t *)gm.mapping;
+	end_off = (base - (uint8_t *)gm.mapping) + (off_t)seg.memsz;
+	assert_int_equal(lseek(gm.memfd, bss_page, SEEK_DATA), dirty_off);
+	assert_int_equal(lseek(gm.memfd, dirty_off, SEEK_HOLE), dirty_off + 4096);
+	r = lseek(gm.memfd, dirty_off + 4096, SEEK_DATA);
+	assert_true(r < 0 || r >= end_off);
+
+	for (uint64_t j = 0; j < seg.filesz; j++)
+		if (base[j] != ti_pattern(1, j))
+			fail_msg("byte %llu", (unsigned long long)j);
+	for (uint64_t j = seg.filesz; j < seg.memsz; j++)
+		if (base[j] != 0)
+			fail_msg("bss byte %llu not zeroed", (unsigned long long)j);
+	gm_exit(&gm);
+}
+
 static void test_elf_pvh_no_initrd(void **state)
 {
 	struct fx *f = *state;
@@ -1078,6 +1122,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bz_initrd_file, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_elf_pvh, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_elf_pvh_no_initrd, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_elf_bss_fresh_ram, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_elf64_virtual_entry, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_elf64_physical_entry, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_elf_pvh_note_in_section, fx_setup, fx_teardown),

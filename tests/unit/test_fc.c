@@ -756,7 +756,7 @@ static void test_strings(void **state)
 	json = fc_config_to_json(&c);
 	back = cJSON_Parse(json);
 	assert_non_null(back);
-	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(back, "boot-source"), "boot_args")->valuestring,
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(back, "boot-source"), "boot_args")->valuestring,
 			    c.boot_args);
 	cJSON_Delete(back);
 	free(json);
