@@ -40,23 +40,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-/*
- * The harness opens no real backend: these stand in for net_tap.c and
- * net_slirp.c, which need privileges or libslirp, so that net.c links alone.
- */
-int net_tap_open(struct net_backend **out, const char *ifname, char *err, size_t errlen)
-{
-	*out = NULL;
-	return -ENODEV;
-}
-
-int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsigned nr_fwd,
-		   char *err, size_t errlen)
-{
-	*out = NULL;
-	return -ENODEV;
-}
-
 struct fn_be {
 	struct net_backend be;
 	const uint8_t *hdr;
