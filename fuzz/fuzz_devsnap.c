@@ -63,8 +63,12 @@ static void check(struct rig *r)
 			if (!vq->enabled || vq->broken)
 				continue;
 			if (!vq->gm || !vq->size || vq->size > vq->max_size || (vq->size & (vq->size - 1)) ||
-			    (uint16_t)(vq->last_avail - vq->used_idx) > vq->size)
+			    (uint16_t)(vq->last_avail - vq->used_idx) > vq->size) {
+				fprintf(stderr, "%s: queue %u active with gm %p size %u/%u last_avail %u used_idx %u\n",
+					rig_names[r->kind], q, (void *)vq->gm, vq->size, vq->max_size,
+					vq->last_avail, vq->used_idx);
 				abort();
+			}
 		}
 	}
 }

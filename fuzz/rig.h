@@ -345,10 +345,21 @@ static inline int rig_load(struct rig *r, struct snap_sec *s)
 	case RIG_E1000: e = e1000_load(r->e1000, s); break;
 	default: {
 		struct snap_sec again = *s;
+		struct snap_writer before, after;
 
 		/* Check first, then apply (machine_virtio_load); a check must not change the device. */
+		snap_writer_init(&before);
+		rig_save(r, &before);
 		e = r->on_pci ? virtio_pci_load(&r->vp, s, false, err, sizeof(err))
 			      : virtio_mmio_load(&r->vm, s, false, err, sizeof(err));
+		snap_writer_init(&after);
+		rig_save(r, &after);
+		if (before.oom || after.oom || before.len != after.len || memcmp(before.buf, after.buf, before.len)) {
+			fprintf(stderr, "rig: %s: checking a state changed the device\n", rig_names[r->kind]);
+			abort();
+		}
+		snap_writer_free(&before);
+		snap_writer_free(&after);
 		if (e == 0) {
 			*s = again;
 			e = r->on_pci ? virtio_pci_load(&r->vp, s, true, err, sizeof(err))
