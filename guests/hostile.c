@@ -589,6 +589,8 @@ static void attack_virtio(struct hostile *s, const struct virtio_pci *v, unsigne
 			mmio_write32(c + C_Q_USED + 4, (uint32_t)(a >> 32));
 			break;
 		case 8: /* enable: the rings are (re)programmed first, so no queue runs on what a reset left */
+			if (r & 0x400)   /* a queue that exists, usually */
+				mmio_write16(c + C_Q_SELECT, (uint16_t)((r >> 32) % nq));
 			if (r & 0x200)   /* a size the device takes, usually */
 				mmio_write16(c + C_Q_SIZE, (uint16_t)(1u << ((r >> 24) % 9)));
 			mmio_write64(c + C_Q_DESC, ring_addr(s, 0));
