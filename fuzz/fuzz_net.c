@@ -42,23 +42,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-/*
- * The harness opens no real backend: these stand in for net_tap.c and
- * net_slirp.c, which need privileges or libslirp, so that net.c links alone.
- */
-int net_tap_open(struct net_backend **out, const char *ifname, char *err, size_t errlen)
-{
-	*out = NULL;
-	return -ENODEV;
-}
-
-int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsigned nr_fwd,
-		   char *err, size_t errlen)
-{
-	*out = NULL;
-	return -ENODEV;
-}
-
 /* Frames for the device: a fixed pattern, the input's vnet header in front. */
 static uint8_t fn_payload[NET_VNET_HDR_LEN + NET_MAX_FRAME];
 static uint8_t fn_frame[NET_VNET_HDR_LEN + NET_MAX_FRAME];

@@ -530,6 +530,9 @@ int vq_load(struct virtq *vq, struct snap_sec *s, const struct guest_mem *gm)
 		    !vq_ring_ok(gm, q.avail_gpa, vq_avail_bytes(q.size), VQ_AVAIL_ALIGN) ||
 		    !vq_ring_ok(gm, q.used_gpa, vq_used_bytes(q.size), VQ_USED_ALIGN))
 			goto bad;
+		/* More chains taken than returned than the ring holds: no device gets there (fuzz_devsnap). */
+		if ((uint16_t)(q.last_avail - q.used_idx) > q.size)
+			goto bad;
 		q.gm = gm;
 		q.error = q.broken ? "the queue was already broken when the snapshot was taken" : NULL;
 	} else {

@@ -99,6 +99,11 @@ static bool virtio_features_acceptable(struct virtio_dev *d)
 	return !d->ops->features_ok || d->ops->features_ok(d, f);
 }
 
+/* The status bits Virtio 1.2 (2.1) defines; a snapshot with others is refused. */
+#define VIRTIO_STATUS_KNOWN \
+	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK | \
+	 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
+
 /* Caller holds d->lock. 0, or -errno after which the device needs a reset. */
 static int virtio_activate_locked(struct virtio_dev *d)
 {
@@ -128,6 +133,15 @@ void virtio_set_status(struct virtio_dev *d, uint8_t status)
 		virtio_reset_locked(d);
 		goto out;
 	}
+	/*
+	 * Only a reset clears status bits (Virtio 1.2, 2.1.2: the driver never
+	 * does otherwise). A write that leaves bits out adds the others: were
+	 * DRIVER_OK dropped, the queues would stay in use behind a status that
+	 * says they are not, a state no snapshot of this device could restore.
+	 */
+	status |= d->status & (uint8_t)~VIRTIO_STATUS_NEEDS_RESET;
+	/* Bits the specification reserves mean nothing: they are not kept either. */
+	status &= VIRTIO_STATUS_KNOWN;
 	/* FEATURES_OK sticks only if the negotiated set is acceptable. */
 	if ((status & VIRTIO_STATUS_FEATURES_OK) && !(d->status & VIRTIO_STATUS_FEATURES_OK) &&
 	    !virtio_features_acceptable(d))
@@ -191,9 +205,6 @@ void virtio_fail(struct virtio_dev *d, const char *fmt, ...)
 
 /* ---- pause and snapshot ---- */
 
-#define VIRTIO_STATUS_KNOWN \
-	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK | \
-	 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
 
 void virtio_dev_quiesce(struct virtio_dev *d)
 {

@@ -172,14 +172,23 @@ assert last["virtio"]["rng"]["type"] == "virtio-rng"
 PY
 then pass metrics-json-lines; else fail metrics-json-lines "bad metrics output"; head -c 600 "$T/cpl3.metrics"; fi
 
-run hostile --kernel "$G/guest-hostile.elf" --cmdline "seed=12345"
+# With a device of every kind behind the PCI host: the guest assigns their
+# BARs itself (absurd and overlapping values too), attacks the virtio-pci
+# registers and walks every ECAM page.
+truncate -s 16M "$T/hostile.img"
+hostile_devs=(--rng --disk "$T/hostile.img" --net user --net user,model=e1000)
+run hostile --kernel "$G/guest-hostile.elf" --cmdline "seed=12345" "${hostile_devs[@]}"
 expect_rc hostile-status "0"
 expect_out hostile-survived "$out" "hostile survived"
+# All five functions (host bridge, rng, blk, net, e1000), the three virtio ones attacked, all 256 ECAM pages.
+expect_out hostile-pci-attacked "$out" "hostile pci functions=5 virtio-attacked=3 ecam-pages=256"
 if [ -n "$KESTREL_ASAN" ] && [ -x "$KESTREL_ASAN" ]; then
-	KESTREL=$KESTREL_ASAN RUN_TIMEOUT=300 run hostile-asan --kernel "$G/guest-hostile.elf" --cmdline "seed=777"
+	KESTREL=$KESTREL_ASAN RUN_TIMEOUT=300 run hostile-asan --kernel "$G/guest-hostile.elf" --cmdline "seed=777" \
+		"${hostile_devs[@]}"
 	KESTREL=$KESTREL_ASAN
 	expect_rc hostile-asan-status "0"
 	expect_out hostile-asan-survived "$out" "hostile survived"
+	expect_out hostile-asan-pci-attacked "$out" "hostile pci functions=5 virtio-attacked=3 ecam-pages=256"
 	if grep -q "Sanitizer" "$err"; then fail hostile-asan-clean "sanitizer report"; show_tail "$err" 40
 	else pass hostile-asan-clean; fi
 	# Every kind of device set up and torn down again (their I/O threads' loops go last).

@@ -592,7 +592,7 @@ static void test_pci_intx_roundtrip(void **state)
 enum {
 	P_NVEC = 4, P_CFGVEC = 18, P_ISR = 20, P_TABLE = 21, P_PBA = P_TABLE + 32, P_CORE = P_PBA + 16,
 	C_VERSION = P_CORE, C_ID = P_CORE + 4, C_NQ = P_CORE + 6, C_DRV = P_CORE + 18, C_STATUS = P_CORE + 26,
-	C_Q0 = P_CORE + 28, Q_SIZE = 0, Q_MSIX = 3, Q_DESC = 5, Q_ARMED = 29, Q_EVENT_IDX = 30,
+	C_Q0 = P_CORE + 28, Q_SIZE = 0, Q_MSIX = 3, Q_DESC = 5, Q_ARMED = 29, Q_EVENT_IDX = 30, Q_LAST_AVAIL = 32,
 	P_PCI = C_Q0 + 40, P_LEN = P_PCI + 4 + PCI_CFG_SIZE,
 };
 
@@ -622,6 +622,7 @@ static void test_pci_corrupt_refused(void **state)
 		{ C_Q0 + Q_DESC + 3, 0x7f, false, "queue 0" },
 		{ C_Q0 + Q_ARMED, 0, false, "queue 0" },
 		{ C_Q0 + Q_EVENT_IDX, 0, false, "ring features" },
+		{ C_Q0 + Q_LAST_AVAIL + 1, 0x40, false, "queue 0" },   /* 0x4000 chains in flight */
 		{ P_PCI + 4, 0x86, false, "PCI" },          /* vendor id */
 		{ P_PCI + 4 + 0x0e, 0x80, false, "PCI" },   /* header type: read-only */
 	};
