@@ -165,10 +165,13 @@ expect run-diff-into-fifo-refused 400 "diff.fifo: is a FIFO"
 api PUT /snapshot/create "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"$T/f.state\", \"mem_file_path\": \"$T/diff.fifo\"}"
 expect run-full-over-fifo 204
 check "robust run-full-over-fifo-is-a-file" test -f "$T/diff.fifo" -a ! -p "$T/diff.fifo"
-# A FIFO planted at the temporary name is refused, not opened.
+# A FIFO planted at the temporary name is a stale temporary: removed, never
+# opened (a create cleans up what an interrupted one left), and the pair written.
 mkfifo "$T/g.mem.tmp"
 api PUT /snapshot/create "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"$T/g.state\", \"mem_file_path\": \"$T/g.mem\"}"
-expect run-full-tmp-fifo-refused 400 "g.mem.tmp: is a FIFO"
+expect run-full-tmp-fifo-replaced 204
+check "robust run-full-tmp-fifo-gone" test ! -e "$T/g.mem.tmp"
+check "robust run-full-tmp-fifo-mem-is-a-file" test -f "$T/g.mem" -a ! -p "$T/g.mem"
 api PATCH /vm '{"state": "Resumed"}'
 expect run-resume-after-refusals 204
 api GET /
