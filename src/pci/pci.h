@@ -90,13 +90,20 @@ struct pci_host {
 	struct bus *pio, *mmio;
 	struct sysevent_sink sink;  /* 0xCF9 reset control */
 	struct log_ratelimit rl;
+	uint64_t ecam_base;         /* where pci_host_register() put the ECAM window */
+	bool registered;
 };
 
 int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, const struct sysevent_sink *sink);
 void pci_host_exit(struct pci_host *h);
 
-/* Register the host's PIO ports and ECAM window on its buses. */
+/*
+ * Register the host's PIO ports and ECAM window on its buses; on failure
+ * nothing stays registered. Unregister takes them off again (a no-op when
+ * not registered).
+ */
 int pci_host_register(struct pci_host *h, uint64_t ecam_base);
+void pci_host_unregister(struct pci_host *h);
 
 void pci_dev_init(struct pci_dev *d, uint16_t vendor, uint16_t device, uint32_t class_code,
 		  uint8_t revision, const char *name);

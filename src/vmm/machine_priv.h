@@ -69,6 +69,7 @@ struct machine {
 	struct acpi_pm pm;
 	struct pci_host pci;
 	struct sysevent_sink sink;
+	unsigned nlegacy;              /* legacy devices set up (machine_legacy.c), torn down backwards */
 	struct msi_host msi;
 
 	struct machine_vdev vdevs[MACHINE_MAX_VDEVS];
@@ -87,6 +88,22 @@ struct machine {
 
 /* machine.c: SIGINT/SIGTERM/SIGHUP blocked and delivered to a signalfd (the main loop's). */
 int machine_signalfd(void);
+
+/*
+ * machine_legacy.c: the legacy devices (COM1, i8042, RTC, debug exit, ACPI PM,
+ * PCI host) from one table. Init sets them up in order (m->sink and m->cfg
+ * set first) and stops at the first failure with a one-line error; exit
+ * takes down, in reverse, those that were set up (none: a no-op). Save
+ * writes one section per stateful device; load checks and loads each, 0 or
+ * -errno with a one-line error naming the section.
+ */
+struct snap_writer;
+struct snap_reader;
+int machine_legacy_init(struct machine *m, char *err, size_t errlen);
+void machine_legacy_exit(struct machine *m);
+void machine_legacy_save(struct machine *m, struct snap_writer *w);
+int machine_legacy_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
+size_t machine_legacy_count(void);   /* the table's length (tests) */
 
 /* machine_virtio.c */
 int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen);

@@ -38,6 +38,7 @@ struct i8042 {
 };
 
 void i8042_init(struct i8042 *k, const struct sysevent_sink *sink, struct irq *kbd_irq);
+void i8042_exit(struct i8042 *k);
 /* Queue keyboard scancodes as if typed; returns how many fit. */
 size_t i8042_kbd_input(struct i8042 *k, const uint8_t *codes, size_t n);
 

@@ -26,6 +26,7 @@ struct rtc {
 };
 
 void rtc_init(struct rtc *r, uint64_t ram_size);
+void rtc_exit(struct rtc *r);
 extern const struct bus_dev_ops rtc_ops;
 
 /*
