@@ -2,6 +2,8 @@
 #ifndef KESTREL_MACHINE_PRIV_H
 #define KESTREL_MACHINE_PRIV_H
 
+#include "util/compiler.h"
+
 #include <stdio.h>
 
 #include "backends/chardev.h"
@@ -87,7 +89,7 @@ struct machine {
 };
 
 /* machine.c: SIGINT/SIGTERM/SIGHUP blocked and delivered to a signalfd (the main loop's). */
-int machine_signalfd(void);
+KESTREL_MUST_CHECK int machine_signalfd(void);
 
 /*
  * machine_legacy.c: the legacy devices (COM1, i8042, RTC, debug exit, ACPI PM,
@@ -99,16 +101,16 @@ int machine_signalfd(void);
  */
 struct snap_writer;
 struct snap_reader;
-int machine_legacy_init(struct machine *m, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_legacy_init(struct machine *m, char *err, size_t errlen);
 void machine_legacy_exit(struct machine *m);
 void machine_legacy_save(struct machine *m, struct snap_writer *w);
-int machine_legacy_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_legacy_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
 size_t machine_legacy_count(void);   /* the table's length (tests) */
 
 /* machine_virtio.c */
-int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen);
 void machine_free_virtio_devices(struct machine *m);
-int machine_start_iothreads(struct machine *m);
+KESTREL_MUST_CHECK int machine_start_iothreads(struct machine *m);
 /*
  * Pause (main thread, vCPUs already paused): stop every virtio and e1000 I/O
  * thread, then quiesce each device, so nothing is in flight and every
@@ -117,7 +119,7 @@ int machine_start_iothreads(struct machine *m);
  * themselves. 0 or -errno.
  */
 void machine_virtio_pause(struct machine *m);
-int machine_virtio_resume(struct machine *m);
+KESTREL_MUST_CHECK int machine_virtio_resume(struct machine *m);
 /*
  * Snapshot, paused: one section "vdev.N" per virtio device (its transport,
  * core, device and PCI config state) and one "e1000.N" per e1000 NIC.
@@ -129,7 +131,7 @@ int machine_virtio_resume(struct machine *m);
 struct snap_writer;
 struct snap_reader;
 void machine_virtio_save(struct machine *m, struct snap_writer *w);
-int machine_virtio_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_virtio_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
 void machine_print_virtio_stats(struct machine *m, FILE *out);
 
 #endif

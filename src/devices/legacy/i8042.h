@@ -1,6 +1,8 @@
 #ifndef KESTREL_I8042_H
 #define KESTREL_I8042_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -54,6 +56,6 @@ extern const struct bus_dev_ops i8042_ctl_ops;
  * the device untouched then.
  */
 void i8042_save(const struct i8042 *k, struct snap_writer *w);
-int i8042_load(struct i8042 *k, struct snap_sec *s);
+KESTREL_MUST_CHECK int i8042_load(struct i8042 *k, struct snap_sec *s);
 
 #endif
