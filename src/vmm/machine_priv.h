@@ -1,4 +1,4 @@
-/* The machine's parts, shared by machine.c (legacy devices, boot, run) and machine_virtio.c. */
+/* The machine's parts, shared by machine.c (boot, run), machine_legacy.c, machine_virtio.c, machine_snap.c. */
 #ifndef KESTREL_MACHINE_PRIV_H
 #define KESTREL_MACHINE_PRIV_H
 
