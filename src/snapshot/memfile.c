@@ -6,6 +6,7 @@
  */
 #include "snapshot/memfile.h"
 #include "snapshot/snap.h"
+#include "util/bytes.h"
 #include "util/crc32.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -27,21 +28,6 @@
 #define TRAILER_VERSION 1
 #define TRAILER_BODY    (8 + 4 + 4 + 8 + MEMFILE_GEN_LEN + MEMFILE_DIGEST_LEN + 8)
 #define DIGEST_CHUNK    (1u << 20)
-
-static void le_put(uint8_t *p, uint64_t v, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t le_get(const uint8_t *p, unsigned n)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 void memfile_fault(const char *point)
 {
@@ -150,13 +136,13 @@ int memfile_trailer_write(int fd, const struct memfile_id *id)
 	uint8_t t[TRAILER_BODY + 4];
 
 	memcpy(t, TRAILER_MAGIC, 8);
-	le_put(t + 8, TRAILER_VERSION, 4);
-	le_put(t + 12, 0, 4);
-	le_put(t + 16, id->ram_size, 8);
+	stnle(t + 8, TRAILER_VERSION, 4);
+	stnle(t + 12, 0, 4);
+	stnle(t + 16, id->ram_size, 8);
 	memcpy(t + 24, id->gen, MEMFILE_GEN_LEN);
 	memcpy(t + 24 + MEMFILE_GEN_LEN, id->digest, MEMFILE_DIGEST_LEN);
-	le_put(t + 24 + MEMFILE_GEN_LEN + MEMFILE_DIGEST_LEN, id->data_pages, 8);
-	le_put(t + TRAILER_BODY, crc32_update(0, t, TRAILER_BODY), 4);
+	stnle(t + 24 + MEMFILE_GEN_LEN + MEMFILE_DIGEST_LEN, id->data_pages, 8);
+	stnle(t + TRAILER_BODY, crc32_update(0, t, TRAILER_BODY), 4);
 	if (ftruncate(fd, (off_t)(id->ram_size + MEMFILE_TRAILER_LEN)) < 0)
 		return -errno;
 	return pwrite_all(fd, t, sizeof(t), (off_t)id->ram_size);
@@ -177,13 +163,13 @@ int memfile_trailer_read(int fd, uint64_t ram_size, struct memfile_id *id, uint6
 	e = pread_all(fd, t, sizeof(t), (off_t)ram_size);
 	if (e)
 		return e;
-	if (memcmp(t, TRAILER_MAGIC, 8) || le_get(t + 8, 4) != TRAILER_VERSION ||
-	    le_get(t + TRAILER_BODY, 4) != crc32_update(0, t, TRAILER_BODY) || le_get(t + 16, 8) != ram_size)
+	if (memcmp(t, TRAILER_MAGIC, 8) || ldnle(t + 8, 4) != TRAILER_VERSION ||
+	    ldnle(t + TRAILER_BODY, 4) != crc32_update(0, t, TRAILER_BODY) || ldnle(t + 16, 8) != ram_size)
 		return -EBADMSG;
 	id->ram_size = ram_size;
 	memcpy(id->gen, t + 24, MEMFILE_GEN_LEN);
 	memcpy(id->digest, t + 24 + MEMFILE_GEN_LEN, MEMFILE_DIGEST_LEN);
-	id->data_pages = le_get(t + 24 + MEMFILE_GEN_LEN + MEMFILE_DIGEST_LEN, 8);
+	id->data_pages = ldnle(t + 24 + MEMFILE_GEN_LEN + MEMFILE_DIGEST_LEN, 8);
 	return 0;
 }
 
@@ -256,7 +242,7 @@ int memfile_digest(int fd, uint64_t ram_size, uint8_t digest[MEMFILE_DIGEST_LEN]
 		e = -ENOMEM;
 		goto out;
 	}
-	le_put(le, ram_size, 8);
+	stnle(le, ram_size, 8);
 	crypto.update(ctx, le, 8);
 	while (next < ram_size) {
 		off_t data = lseek(fd, (off_t)next, SEEK_DATA), hole;
@@ -289,7 +275,7 @@ int memfile_digest(int fd, uint64_t ram_size, uint8_t digest[MEMFILE_DIGEST_LEN]
 			for (size_t o = 0; o < len; o += PAGE) {
 				if (page_is_zero(buf + o))
 					continue;
-				le_put(le, (a + o) / PAGE, 8);
+				stnle(le, (a + o) / PAGE, 8);
 				crypto.update(ctx, le, 8);
 				crypto.update(ctx, buf + o, PAGE);
 				n++;

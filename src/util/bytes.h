@@ -65,4 +65,20 @@ static inline void st32be(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
+/* Little-endian of a width chosen at run time (n bytes, 1..8): file formats' fields. */
+static inline void stnle(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t ldnle(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
 #endif
