@@ -25,7 +25,8 @@ struct vmm;
  * or a socket someone still serves on, is refused) and serve requests for v.
  * instance_id is GET /'s "id" (NULL: API_DEFAULT_ID). NULL with err on failure.
  */
-KESTREL_MUST_CHECK struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_id, char *err, size_t errlen);
+KESTREL_MUST_CHECK struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_id,
+		char *err, size_t errlen);
 
 /*
  * Boot the VM from a --config-file's config (on the VMM thread, before
@@ -44,6 +45,7 @@ void api_free(struct api *a);
  * Build a machine_config from c into m and start the VM (on the VMM thread).
  * m's strings must outlive the VM. Applies the logger level. 0 / -errno + err.
  */
-KESTREL_MUST_CHECK int api_vm_start(struct vmm *v, const struct fc_config *c, struct fc_machine *m, char *err, size_t errlen);
+KESTREL_MUST_CHECK int api_vm_start(struct vmm *v, const struct fc_config *c, struct fc_machine *m, char *err,
+		size_t errlen);
 
 #endif

@@ -33,7 +33,8 @@ const char *fc_printable(char *buf, size_t len, const char *s);
  * obj must be an object whose members are all in f, once each, of the right
  * kind (null counts as absent for optional fields), with the required ones.
  */
-KESTREL_MUST_CHECK int fc_check(const cJSON *obj, const struct fc_field *f, size_t n, const char *where, char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_check(const cJSON *obj, const struct fc_field *f, size_t n, const char *where,
+		char *err, size_t errlen);
 /* A member that fc_check accepted, or NULL when absent or null. */
 const cJSON *fc_get(const cJSON *obj, const char *name);
 bool fc_get_bool(const cJSON *obj, const char *name, bool dflt);
@@ -41,8 +42,8 @@ bool fc_get_bool(const cJSON *obj, const char *name, bool dflt);
 KESTREL_MUST_CHECK int fc_get_str(const cJSON *obj, const char *name, size_t max, bool empty_ok, const char *where,
 	       const char **out, char *err, size_t errlen);
 /* One of `names` (exact match); its index or -1 when absent. */
-KESTREL_MUST_CHECK int fc_get_enum(const cJSON *obj, const char *name, const char *const *names, size_t n, const char *where,
-		int *out, char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_get_enum(const cJSON *obj, const char *name, const char *const *names, size_t n,
+		const char *where, int *out, char *err, size_t errlen);
 /* Parse a body: size-limited, no NUL bytes, UTF-8 with no \u0000, one JSON value and nothing after it. */
 cJSON *fc_parse(const char *json, size_t len, const char *where, char *err, size_t errlen);
 
@@ -55,7 +56,8 @@ bool fc_ifname_valid(const char *s);
 bool fc_mac_valid(const char *s);
 /* A host file the VM will open: it must exist, be a regular file (or a
  * block device when dev_ok) and be readable (and writable when rw). */
-KESTREL_MUST_CHECK int fc_check_file(const char *path, bool dev_ok, bool rw, const char *what, char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_check_file(const char *path, bool dev_ok, bool rw, const char *what, char *err,
+		size_t errlen);
 KESTREL_MUST_CHECK int fc_console_valid(const char *s);
 /* Replace *slot with a copy of s (NULL clears it). */
 KESTREL_MUST_CHECK int fc_set_str(char **slot, const char *s);
@@ -71,12 +73,12 @@ typedef int (*fc_apply_fn)(struct fc_config *c, const char *id, const cJSON *j, 
 			   char *err, size_t errlen);
 
 /* fc_boot.c */
-KESTREL_MUST_CHECK int fc_boot_source_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where, char *err,
-			 size_t errlen);
-KESTREL_MUST_CHECK int fc_machine_config_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where, char *err,
-			    size_t errlen);
-KESTREL_MUST_CHECK int fc_machine_config_patch_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where,
-				  char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_boot_source_apply(struct fc_config *c, const char *id, const cJSON *j,
+		const char *where, char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_machine_config_apply(struct fc_config *c, const char *id, const cJSON *j,
+		const char *where, char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_machine_config_patch_apply(struct fc_config *c, const char *id, const cJSON *j,
+		const char *where, char *err, size_t errlen);
 cJSON *fc_machine_config_obj(const struct fc_config *c);
 
 /* fc_devices.c */
@@ -93,15 +95,15 @@ void fc_disk_config(const struct fc_drive *d, struct blk_config *b);
 void fc_net_config(const struct fc_net *n, struct net_config *nc);
 
 /* fc_extras.c: metrics, logger, serial, entropy and the config file's "kestrel" section. */
-KESTREL_MUST_CHECK int fc_metrics_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where, char *err,
-		     size_t errlen);
-KESTREL_MUST_CHECK int fc_logger_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where, char *err,
-		    size_t errlen);
-KESTREL_MUST_CHECK int fc_serial_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where, char *err,
-		    size_t errlen);
-KESTREL_MUST_CHECK int fc_entropy_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where, char *err,
-		     size_t errlen);
-KESTREL_MUST_CHECK int fc_kestrel_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where, char *err,
-		     size_t errlen);
+KESTREL_MUST_CHECK int fc_metrics_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where,
+		char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_logger_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where,
+		char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_serial_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where,
+		char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_entropy_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where,
+		char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_kestrel_apply(struct fc_config *c, const char *id, const cJSON *j, const char *where,
+		char *err, size_t errlen);
 
 #endif

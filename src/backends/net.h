@@ -92,7 +92,8 @@ struct net_backend_spec {
 };
 
 /* Open the backend spec names. 0 or -errno with a one-line reason in err (-EINVAL: none named). */
-KESTREL_MUST_CHECK int net_backend_open(struct net_backend **out, const struct net_backend_spec *spec, char *err, size_t errlen);
+KESTREL_MUST_CHECK int net_backend_open(struct net_backend **out, const struct net_backend_spec *spec,
+		char *err, size_t errlen);
 
 /*
  * Open /dev/net/tun as tap interface `ifname` (created if it does not exist)

@@ -114,7 +114,8 @@ void vm_irq_init(struct vm *vm, struct irq *irq, unsigned gsi);
  * value `match` (>= 0), and an eventfd
  * that injects GSI `gsi` when written. 0 or -errno.
  */
-KESTREL_MUST_CHECK int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign);
+KESTREL_MUST_CHECK int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int64_t match,
+		int fd, bool assign);
 KESTREL_MUST_CHECK int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
 /* MSI routes: allocate a GSI for MSI, point it at (addr, data), release it. */
 KESTREL_MUST_CHECK int vm_msi_route_alloc(struct vm *vm);

@@ -66,7 +66,8 @@ void gm_exit(struct guest_mem *gm);
  * must hold exactly `ram_size` bytes (low RAM, then RAM above 4 GiB).
  * 0, or -errno with a one-line reason.
  */
-KESTREL_MUST_CHECK int gm_init_file(struct guest_mem *gm, uint64_t ram_size, const char *path, char *err, size_t errlen);
+KESTREL_MUST_CHECK int gm_init_file(struct guest_mem *gm, uint64_t ram_size, const char *path, char *err,
+		size_t errlen);
 
 /*
  * Host pointer for [gpa, gpa+len), or NULL if the range overflows or is not

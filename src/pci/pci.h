@@ -96,7 +96,8 @@ struct pci_host {
 	bool registered;
 };
 
-KESTREL_MUST_CHECK int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, const struct sysevent_sink *sink);
+KESTREL_MUST_CHECK int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio,
+		const struct sysevent_sink *sink);
 void pci_host_exit(struct pci_host *h);
 
 /*

@@ -61,7 +61,8 @@ struct memfile_info {
 
 void memfile_section_save(struct snap_writer *w, const struct memfile_info *mi);
 /* 0, or -EINVAL with a one-line reason. */
-KESTREL_MUST_CHECK int memfile_section_load(const struct snap_reader *r, struct memfile_info *mi, char *err, size_t errlen);
+KESTREL_MUST_CHECK int memfile_section_load(const struct snap_reader *r, struct memfile_info *mi, char *err,
+		size_t errlen);
 
 /* --- the trailer and the digest --------------------------------------- */
 
@@ -108,7 +109,8 @@ struct memfile_paths {
  * a pair that names one file twice (./x and x, a hard link, a symlinked
  * directory) or where one is the other's temporary.
  */
-KESTREL_MUST_CHECK int memfile_paths_init(struct memfile_paths *p, const char *state, const char *mem, char *err, size_t errlen);
+KESTREL_MUST_CHECK int memfile_paths_init(struct memfile_paths *p, const char *state, const char *mem,
+		char *err, size_t errlen);
 /*
  * Before a create: finish a commit of p->state that a crash interrupted
  * between its renames, then remove stale temporaries.

@@ -77,7 +77,8 @@ struct snap_reader {
 /* Load and verify the whole file. 0, or -EINVAL / -errno with a one-line reason. */
 KESTREL_MUST_CHECK int snap_reader_open(struct snap_reader *r, const char *path, char *err, size_t errlen);
 /* Same, over a caller's buffer (copied); for tests and fuzzers. */
-KESTREL_MUST_CHECK int snap_reader_open_mem(struct snap_reader *r, const void *buf, size_t len, char *err, size_t errlen);
+KESTREL_MUST_CHECK int snap_reader_open_mem(struct snap_reader *r, const void *buf, size_t len, char *err,
+		size_t errlen);
 void snap_reader_free(struct snap_reader *r);
 /* Find a section by name. 0 or -ENOENT. */
 KESTREL_MUST_CHECK int snap_find(const struct snap_reader *r, const char *name, struct snap_sec *s);

@@ -58,7 +58,8 @@ void virtio_mmio_exit(struct virtio_mmio *vm);
 struct snap_writer;
 struct snap_sec;
 void virtio_mmio_save(const struct virtio_mmio *vm, struct snap_writer *w);
-KESTREL_MUST_CHECK int virtio_mmio_load(struct virtio_mmio *vm, struct snap_sec *s, bool apply, char *err, size_t errlen);
+KESTREL_MUST_CHECK int virtio_mmio_load(struct virtio_mmio *vm, struct snap_sec *s, bool apply, char *err,
+		size_t errlen);
 
 extern const struct bus_dev_ops virtio_mmio_ops;
 

@@ -196,8 +196,8 @@ KESTREL_MUST_CHECK int virtio_dev_load_check_device(struct virtio_dev *d, struct
  * device and must not undo it). No side effects beyond that: the transport
  * re-creates its host plumbing and then calls virtio_dev_restored().
  */
-KESTREL_MUST_CHECK int virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st, struct snap_sec *dev_at,
-			   char *err, size_t errlen);
+KESTREL_MUST_CHECK int virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st,
+		struct snap_sec *dev_at, char *err, size_t errlen);
 /*
  * After a restore: a device whose driver had reached DRIVER_OK (and that
  * did not need a reset) resumes processing through its restore op (or

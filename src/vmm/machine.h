@@ -103,8 +103,8 @@ struct snap_reader;
  * snapshot memory file and loads no kernel (machine_load follows).
  * 0 / -errno with a one-line reason in err.
  */
-KESTREL_MUST_CHECK struct machine *machine_new(const struct machine_config *cfg, struct loop *loop, const char *mem_file,
-			    char *err, size_t errlen);
+KESTREL_MUST_CHECK struct machine *machine_new(const struct machine_config *cfg, struct loop *loop,
+		const char *mem_file, char *err, size_t errlen);
 /*
  * Start I/O threads and vCPUs; pause a running machine, resume a paused one.
  * The machine keeps no life-cycle state: the vmm (vmm.h) owns it and calls
@@ -130,7 +130,8 @@ KESTREL_MUST_CHECK int machine_snapshot(struct machine *m, bool diff, const char
  * by machine_config_release().
  */
 void machine_config_save(const struct machine_config *cfg, struct snap_writer *w);
-KESTREL_MUST_CHECK int machine_config_load(struct machine_config *cfg, const struct snap_reader *r, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_config_load(struct machine_config *cfg, const struct snap_reader *r, char *err,
+		size_t errlen);
 void machine_config_release(struct machine_config *cfg);
 /* Device and vCPU state from a snapshot into a machine built by machine_new(cfg, .., mem_file). */
 KESTREL_MUST_CHECK int machine_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);

@@ -108,7 +108,8 @@ KESTREL_MUST_CHECK int machine_legacy_load(struct machine *m, const struct snap_
 size_t machine_legacy_count(void);   /* the table's length (tests) */
 
 /* machine_virtio.c */
-KESTREL_MUST_CHECK int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg,
+		char *err, size_t errlen);
 void machine_free_virtio_devices(struct machine *m);
 KESTREL_MUST_CHECK int machine_start_iothreads(struct machine *m);
 /*

@@ -109,7 +109,8 @@ KESTREL_MUST_CHECK int vmm_start(struct vmm *v, const struct machine_config *cfg
 KESTREL_MUST_CHECK int vmm_pause(struct vmm *v, char *err, size_t errlen);
 KESTREL_MUST_CHECK int vmm_resume(struct vmm *v, char *err, size_t errlen);
 /* The VM must be paused (as in Firecracker). */
-KESTREL_MUST_CHECK int vmm_snapshot_create(struct vmm *v, const struct vmm_snapshot_params *p, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_snapshot_create(struct vmm *v, const struct vmm_snapshot_params *p, char *err,
+		size_t errlen);
 /* Only before the VM started; on failure nothing is left half-loaded (still not started). */
 KESTREL_MUST_CHECK int vmm_snapshot_load(struct vmm *v, const struct vmm_load_params *p, char *err, size_t errlen);
 /* SendCtrlAltDel: the i8042 reports Ctrl+Alt+Del to the guest. */
