@@ -288,9 +288,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(ram, 0, FE_RAM);
 	memcpy(ram, img, img_len < FE_RAM ? img_len : FE_RAM);
 	gm_init_fake(&x.gm, 0, ram, FE_RAM);
-	bus_init(&x.pio, "pio");
-	bus_init(&x.mmio, "mmio");
-	pci_host_init(&x.host, &x.pio, &x.mmio, NULL);
+	if (bus_init(&x.pio, "pio") || bus_init(&x.mmio, "mmio") || pci_host_init(&x.host, &x.pio, &x.mmio, NULL))
+		abort();   /* the harness's own set-up failed, not the input */
 	x.be = fb_new(data[0] & 1);
 	x.be->record = false;     /* count and touch every byte; no copies */
 	x.be->strict = true;      /* sane frame sizes, 1..16 iovecs */

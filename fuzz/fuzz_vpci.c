@@ -56,9 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data += ram_len;
 	size -= ram_len;
 	gm_init_fake(&gm, RAM_GPA, ram, RAM_SIZE);
-	bus_init(&pio, "pio");
-	bus_init(&mmio, "mmio");
-	pci_host_init(&host, &pio, &mmio, NULL);
+	if (bus_init(&pio, "pio") || bus_init(&mmio, "mmio") || pci_host_init(&host, &pio, &mmio, NULL))
+		abort();   /* the harness's own set-up failed, not the input */
 	rng_init(rng, &gm);
 	if (virtio_pci_init(vp, &rng->vdev, &msi, loop) < 0)
 		abort();

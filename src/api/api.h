@@ -9,6 +9,8 @@
 #ifndef KESTREL_API_API_H
 #define KESTREL_API_API_H
 
+#include "util/compiler.h"
+
 #include <stddef.h>
 
 #include "api/fc.h"
@@ -23,14 +25,15 @@ struct vmm;
  * or a socket someone still serves on, is refused) and serve requests for v.
  * instance_id is GET /'s "id" (NULL: API_DEFAULT_ID). NULL with err on failure.
  */
-struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_id, char *err, size_t errlen);
+KESTREL_MUST_CHECK struct api *api_new(struct vmm *v, const char *sock_path, const char *instance_id,
+		char *err, size_t errlen);
 
 /*
  * Boot the VM from a --config-file's config (on the VMM thread, before
  * vmm_run): the API takes the config over (*c is left empty), so that GET
  * /vm/config shows it and the API's rules know the VM started.
  */
-int api_boot(struct api *a, struct fc_config *c, char *err, size_t errlen);
+KESTREL_MUST_CHECK int api_boot(struct api *a, struct fc_config *c, char *err, size_t errlen);
 
 /* Stop serving (no request runs after it returns) and remove the socket file. */
 void api_stop(struct api *a);
@@ -42,6 +45,7 @@ void api_free(struct api *a);
  * Build a machine_config from c into m and start the VM (on the VMM thread).
  * m's strings must outlive the VM. Applies the logger level. 0 / -errno + err.
  */
-int api_vm_start(struct vmm *v, const struct fc_config *c, struct fc_machine *m, char *err, size_t errlen);
+KESTREL_MUST_CHECK int api_vm_start(struct vmm *v, const struct fc_config *c, struct fc_machine *m, char *err,
+		size_t errlen);
 
 #endif

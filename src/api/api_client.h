@@ -5,6 +5,8 @@
 #ifndef KESTREL_API_CLIENT_H
 #define KESTREL_API_CLIENT_H
 
+#include "util/compiler.h"
+
 #include <stddef.h>
 
 /*
@@ -12,7 +14,7 @@
  * 0, *status is the HTTP status and *resp the body (malloc'd, NUL-terminated).
  * Without one (no server, libcurl missing): -errno with a one-line err.
  */
-int api_client_request(const char *sock, const char *method, const char *path, const char *body,
+KESTREL_MUST_CHECK int api_client_request(const char *sock, const char *method, const char *path, const char *body,
 		       long *status, char **resp, char *err, size_t errlen);
 
 #endif

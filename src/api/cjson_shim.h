@@ -5,10 +5,12 @@
 #ifndef KESTREL_API_CJSON_SHIM_H
 #define KESTREL_API_CJSON_SHIM_H
 
+#include "util/compiler.h"
+
 #include <stddef.h>
 
 /* Load libcjson now: 0, or -1 with the reason in err (then every cJSON
  * function fails as if out of memory). */
-int cjson_shim_load(char *err, size_t errlen);
+KESTREL_MUST_CHECK int cjson_shim_load(char *err, size_t errlen);
 
 #endif

@@ -14,6 +14,8 @@
 #ifndef KESTREL_API_FC_H
 #define KESTREL_API_FC_H
 
+#include "util/compiler.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,11 +100,11 @@ enum fc_resource {
  * FC_BODY_MAX. 0, or -EINVAL (bad input) / -ENOMEM / -ENOSPC (too many
  * devices) with a one-line reason in err; on error c is unchanged.
  */
-int fc_put(struct fc_config *c, enum fc_resource r, const char *id, const char *json, size_t len,
+KESTREL_MUST_CHECK int fc_put(struct fc_config *c, enum fc_resource r, const char *id, const char *json, size_t len,
 	   char *err, size_t errlen);
 
 /* A whole --config-file (Firecracker's layout) into a fresh config. */
-int fc_config_load(struct fc_config *c, const char *json, size_t len, char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_config_load(struct fc_config *c, const char *json, size_t len, char *err, size_t errlen);
 
 /* JSON texts (malloc'd, NULL on out of memory): the full config in the
  * --config-file layout, and the machine-config object. */
@@ -118,16 +120,16 @@ struct fc_machine {
 };
 
 /* Needs a boot source. 0, or -EINVAL/-ENOMEM with err. */
-int fc_machine_build(const struct fc_config *c, struct fc_machine *m, char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_machine_build(const struct fc_config *c, struct fc_machine *m, char *err, size_t errlen);
 void fc_machine_exit(struct fc_machine *m);
 
 /* ---- bodies that are not configuration ---- */
 
 enum fc_action { FC_ACTION_START, FC_ACTION_CTRL_ALT_DEL, FC_ACTION_FLUSH_METRICS };
 
-int fc_parse_action(const char *json, size_t len, enum fc_action *out, char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_parse_action(const char *json, size_t len, enum fc_action *out, char *err, size_t errlen);
 /* PATCH /vm: *pause is true for "Paused", false for "Resumed". */
-int fc_parse_vm_state(const char *json, size_t len, bool *pause, char *err, size_t errlen);
+KESTREL_MUST_CHECK int fc_parse_vm_state(const char *json, size_t len, bool *pause, char *err, size_t errlen);
 
 /* PUT /snapshot/create; owns the strings p points to. */
 struct fc_snapshot_create {
@@ -135,7 +137,7 @@ struct fc_snapshot_create {
 	char *state_path;
 	char *mem_path;
 };
-int fc_parse_snapshot_create(const char *json, size_t len, struct fc_snapshot_create *out,
+KESTREL_MUST_CHECK int fc_parse_snapshot_create(const char *json, size_t len, struct fc_snapshot_create *out,
 			     char *err, size_t errlen);
 void fc_snapshot_create_exit(struct fc_snapshot_create *s);
 
@@ -144,7 +146,7 @@ struct fc_snapshot_load {
 	struct vmm_load_params p;
 	char *strs[2 + 2 * VMM_MAX_NET_OVERRIDES];
 };
-int fc_parse_snapshot_load(const char *json, size_t len, struct fc_snapshot_load *out,
+KESTREL_MUST_CHECK int fc_parse_snapshot_load(const char *json, size_t len, struct fc_snapshot_load *out,
 			   char *err, size_t errlen);
 void fc_snapshot_load_exit(struct fc_snapshot_load *s);
 

@@ -11,19 +11,28 @@
 
 /* ---- actions, VM state, snapshots ---- */
 
+/* A body that is one required string field naming one of `names`: its index in *v. */
+static int fc_parse_one_enum(const char *json, size_t len, const char *where, const struct fc_field *f,
+			     const char *const *names, size_t nnames, int *v, char *err, size_t errlen)
+{
+	cJSON *j = fc_parse(json, len, where, err, errlen);
+	int e;
+
+	if (!j)
+		return -EINVAL;
+	e = fc_check(j, f, 1, where, err, errlen);
+	if (!e)
+		e = fc_get_enum(j, f->name, names, nnames, where, v, err, errlen);
+	cJSON_Delete(j);
+	return e;
+}
+
 int fc_parse_action(const char *json, size_t len, enum fc_action *out, char *err, size_t errlen)
 {
 	static const struct fc_field f[] = { { "action_type", FC_STR, true } };
 	static const char *const names[] = { "InstanceStart", "SendCtrlAltDel", "FlushMetrics" };
-	cJSON *j = fc_parse(json, len, "/actions", err, errlen);
-	int e, v;
+	int v, e = fc_parse_one_enum(json, len, "/actions", f, names, FC_NFIELDS(names), &v, err, errlen);
 
-	if (!j)
-		return -EINVAL;
-	e = fc_check(j, f, FC_NFIELDS(f), "/actions", err, errlen);
-	if (!e)
-		e = fc_get_enum(j, "action_type", names, FC_NFIELDS(names), "/actions", &v, err, errlen);
-	cJSON_Delete(j);
 	if (e)
 		return e;
 	*out = v == 0 ? FC_ACTION_START : v == 1 ? FC_ACTION_CTRL_ALT_DEL : FC_ACTION_FLUSH_METRICS;
@@ -34,15 +43,8 @@ int fc_parse_vm_state(const char *json, size_t len, bool *pause, char *err, size
 {
 	static const struct fc_field f[] = { { "state", FC_STR, true } };
 	static const char *const names[] = { "Paused", "Resumed" };
-	cJSON *j = fc_parse(json, len, "/vm", err, errlen);
-	int e, v;
+	int v, e = fc_parse_one_enum(json, len, "/vm", f, names, FC_NFIELDS(names), &v, err, errlen);
 
-	if (!j)
-		return -EINVAL;
-	e = fc_check(j, f, FC_NFIELDS(f), "/vm", err, errlen);
-	if (!e)
-		e = fc_get_enum(j, "state", names, FC_NFIELDS(names), "/vm", &v, err, errlen);
-	cJSON_Delete(j);
 	if (!e)
 		*pause = v == 0;
 	return e;

@@ -18,6 +18,8 @@
 #ifndef KESTREL_BLOCK_H
 #define KESTREL_BLOCK_H
 
+#include "util/compiler.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,7 +53,7 @@ typedef void (*block_done_fn)(void *opaque, int64_t res);
  * VMMs cannot write the same image. On failure returns -errno and writes a
  * one-line message ("disk PATH: locked by another process") to err.
  */
-int block_open(struct block_backend **out, const char *path, const struct block_opts *o,
+KESTREL_MUST_CHECK int block_open(struct block_backend **out, const char *path, const struct block_opts *o,
 	       char *err, size_t errlen);
 /* Waits for operations in flight (their callbacks run), then closes. NULL is a no-op. */
 void block_close(struct block_backend *b);
@@ -69,17 +71,17 @@ unsigned block_inflight(const struct block_backend *b);
  * image or too many iovecs, -EAGAIN when `depth` operations are in flight),
  * `done` never runs. `iov` must stay valid until `done` runs.
  */
-int block_readv(struct block_backend *b, const struct iovec *iov, unsigned iovcnt, uint64_t off,
+KESTREL_MUST_CHECK int block_readv(struct block_backend *b, const struct iovec *iov, unsigned iovcnt, uint64_t off,
 		block_done_fn done, void *opaque);
-int block_writev(struct block_backend *b, const struct iovec *iov, unsigned iovcnt, uint64_t off,
+KESTREL_MUST_CHECK int block_writev(struct block_backend *b, const struct iovec *iov, unsigned iovcnt, uint64_t off,
 		 unsigned flags, block_done_fn done, void *opaque);
 /* fdatasync: every write completed before this call is on stable storage when it completes. */
-int block_flush(struct block_backend *b, block_done_fn done, void *opaque);
+KESTREL_MUST_CHECK int block_flush(struct block_backend *b, block_done_fn done, void *opaque);
 /* Advisory deallocation (FALLOC_FL_PUNCH_HOLE); succeeds where the host cannot punch holes. */
-int block_discard(struct block_backend *b, uint64_t off, uint64_t len, block_done_fn done,
+KESTREL_MUST_CHECK int block_discard(struct block_backend *b, uint64_t off, uint64_t len, block_done_fn done,
 		  void *opaque);
 /* The range reads back as zeroes afterwards: FALLOC_FL_ZERO_RANGE, else written zeroes. */
-int block_write_zeroes(struct block_backend *b, uint64_t off, uint64_t len, unsigned flags,
+KESTREL_MUST_CHECK int block_write_zeroes(struct block_backend *b, uint64_t off, uint64_t len, unsigned flags,
 		       block_done_fn done, void *opaque);
 
 /*

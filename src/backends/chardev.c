@@ -101,6 +101,8 @@ void chardev_close(struct chardev *cd)
 /* Move pending input into the device; stop reading in_fd while it is full. */
 static void chardev_flush(struct chardev *cd)
 {
+	int e;
+
 	while (cd->pending_off < cd->pending_len) {
 		size_t n = cd->in.rx(cd->in.rx_opaque, cd->pending + cd->pending_off,
 				     cd->pending_len - cd->pending_off);
@@ -113,10 +115,12 @@ static void chardev_flush(struct chardev *cd)
 		return;
 	if (cd->pending_off == cd->pending_len) {
 		cd->pending_off = cd->pending_len = 0;
-		loop_mod(cd->loop, cd->in_fd, EPOLLIN);
+		e = loop_mod(cd->loop, cd->in_fd, EPOLLIN);
 	} else {
-		loop_mod(cd->loop, cd->in_fd, 0);
+		e = loop_mod(cd->loop, cd->in_fd, 0);
 	}
+	if (e < 0)
+		log_warn("chardev", "console input: %s", strerror(-e));
 }
 
 static void chardev_in_cb(void *opaque, uint32_t events)

@@ -12,6 +12,8 @@
 #ifndef KESTREL_CHARDEV_H
 #define KESTREL_CHARDEV_H
 
+#include "util/compiler.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,7 +69,7 @@ struct chardev {
  * file:PATH may name a regular file (capped at `limit` bytes, default
  * CHARDEV_DEFAULT_LIMIT), a FIFO or a terminal (written without blocking).
  */
-int chardev_open(struct chardev *cd, const char *spec, char *err, size_t errlen);
+KESTREL_MUST_CHECK int chardev_open(struct chardev *cd, const char *spec, char *err, size_t errlen);
 /* Detaches and restores the terminal first. */
 void chardev_close(struct chardev *cd);
 
@@ -76,7 +78,7 @@ void chardev_close(struct chardev *cd);
  * or an in_fd the loop cannot poll (a regular file, /dev/null): nothing is
  * read (logged), 0. -EINVAL without in->rx, -EBUSY when attached already.
  */
-int chardev_attach(struct chardev *cd, struct loop *l, const struct chardev_input *in);
+KESTREL_MUST_CHECK int chardev_attach(struct chardev *cd, struct loop *l, const struct chardev_input *in);
 /* With the loop stopped or on its thread. */
 void chardev_detach(struct chardev *cd);
 /* The device has room for input again. Any thread; a void *-taking callback for devices. */

@@ -15,6 +15,8 @@
 #ifndef KESTREL_NET_BACKEND_H
 #define KESTREL_NET_BACKEND_H
 
+#include "util/compiler.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -90,21 +92,22 @@ struct net_backend_spec {
 };
 
 /* Open the backend spec names. 0 or -errno with a one-line reason in err (-EINVAL: none named). */
-int net_backend_open(struct net_backend **out, const struct net_backend_spec *spec, char *err, size_t errlen);
+KESTREL_MUST_CHECK int net_backend_open(struct net_backend **out, const struct net_backend_spec *spec,
+		char *err, size_t errlen);
 
 /*
  * Open /dev/net/tun as tap interface `ifname` (created if it does not exist)
  * with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, a 12-byte vnet header and no offloads
  * until set_offload(). 0 or -errno with a one-line reason in err.
  */
-int net_tap_open(struct net_backend **out, const char *ifname, char *err, size_t errlen);
+KESTREL_MUST_CHECK int net_tap_open(struct net_backend **out, const char *ifname, char *err, size_t errlen);
 
 /*
  * User-mode networking through libslirp: 10.0.2.0/24, gateway and host
  * 10.0.2.2 (reaching the host's 127.0.0.1 too), DNS 10.0.2.3, DHCP from
  * 10.0.2.15, plus host port forwards.
  */
-int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsigned nr_fwd,
+KESTREL_MUST_CHECK int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsigned nr_fwd,
 		   char *err, size_t errlen);
 
 /*
@@ -112,7 +115,7 @@ int net_slirp_open(struct net_backend **out, const struct net_hostfwd *fwd, unsi
  * HOSTADDR defaults to 127.0.0.1 (only this machine can connect; give
  * 0.0.0.0 to accept from anywhere), GUESTADDR to 10.0.2.15.
  */
-int net_hostfwd_parse(const char *s, struct net_hostfwd *fwd, char *err, size_t errlen);
+KESTREL_MUST_CHECK int net_hostfwd_parse(const char *s, struct net_hostfwd *fwd, char *err, size_t errlen);
 
 /*
  * User input quoted in an error message: at most cap - 1 bytes of s[0, len),
@@ -149,12 +152,12 @@ static inline ssize_t net_backend_recv(struct net_backend *be, void *buf, size_t
 	return be->ops->recv(be, buf, len);
 }
 
-static inline int net_backend_set_offload(struct net_backend *be, unsigned offloads)
+KESTREL_MUST_CHECK static inline int net_backend_set_offload(struct net_backend *be, unsigned offloads)
 {
 	return be->ops->set_offload ? be->ops->set_offload(be, offloads) : (offloads ? -EOPNOTSUPP : 0);
 }
 
-static inline int net_backend_attach(struct net_backend *be, struct loop *l)
+KESTREL_MUST_CHECK static inline int net_backend_attach(struct net_backend *be, struct loop *l)
 {
 	return be->ops->attach ? be->ops->attach(be, l) : 0;
 }

@@ -5,6 +5,8 @@
 #ifndef KESTREL_ACPI_H
 #define KESTREL_ACPI_H
 
+#include "util/compiler.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,7 +34,7 @@ struct acpi_config {
  * Build the tables at LAYOUT_ACPI_ADDR (and, with a PCI host, the reset
  * stub at ACPI_RESET_VECTOR); returns 0 and the RSDP address, or -errno.
  */
-int acpi_build(struct guest_mem *gm, const struct acpi_config *cfg, uint64_t *rsdp_gpa);
+KESTREL_MUST_CHECK int acpi_build(struct guest_mem *gm, const struct acpi_config *cfg, uint64_t *rsdp_gpa);
 
 /* Checksum helper: byte that makes the sum of buf[0..len) zero. */
 uint8_t acpi_checksum(const void *buf, size_t len);

@@ -8,6 +8,8 @@
 #ifndef KESTREL_BOOT_H
 #define KESTREL_BOOT_H
 
+#include "util/compiler.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,13 +57,13 @@ struct boot_config {
  * human-readable reason, e.g. "kernel: boot protocol 2.06 is older than
  * 2.12". Leaves no partial state that matters: the caller throws the VM away.
  */
-int boot_load(struct guest_mem *gm, const struct boot_config *cfg, struct boot_entry *out,
+KESTREL_MUST_CHECK int boot_load(struct guest_mem *gm, const struct boot_config *cfg, struct boot_entry *out,
 	      char *err, size_t errlen);
 
 /* The pieces, exposed for unit tests and fuzzers (buffer in, guest memory out). */
-int boot_load_bzimage(struct guest_mem *gm, const uint8_t *img, size_t len,
+KESTREL_MUST_CHECK int boot_load_bzimage(struct guest_mem *gm, const uint8_t *img, size_t len,
 		      const struct boot_config *cfg, struct boot_entry *out, char *err, size_t errlen);
-int boot_load_elf(struct guest_mem *gm, const uint8_t *img, size_t len,
+KESTREL_MUST_CHECK int boot_load_elf(struct guest_mem *gm, const uint8_t *img, size_t len,
 		  const struct boot_config *cfg, struct boot_entry *out, char *err, size_t errlen);
 
 /*
@@ -74,10 +76,10 @@ struct boot_e820 {
 	uint32_t type;        /* 1 RAM, 2 reserved, 3 ACPI */
 };
 #define BOOT_E820_MAX 8
-int boot_build_e820(const struct guest_mem *gm, struct boot_e820 *map, unsigned max);
+KESTREL_MUST_CHECK int boot_build_e820(const struct guest_mem *gm, struct boot_e820 *map, unsigned max);
 
 /* Identity page tables for 0..4 GiB (2 MiB pages) and the boot GDT. */
-int boot_setup_pagetables(struct guest_mem *gm);
-int boot_setup_gdt(struct guest_mem *gm);
+KESTREL_MUST_CHECK int boot_setup_pagetables(struct guest_mem *gm);
+KESTREL_MUST_CHECK int boot_setup_gdt(struct guest_mem *gm);
 
 #endif

@@ -5,6 +5,8 @@
 #ifndef KESTREL_BOOT_PRIV_H
 #define KESTREL_BOOT_PRIV_H
 
+#include "util/compiler.h"
+
 #include <endian.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -81,7 +83,7 @@ struct boot_initrd {
  * directories, non-regular and empty files and files larger than guest RAM.
  * On success the caller owns rd->fd (boot_initrd_close).
  */
-int boot_initrd_open(const struct guest_mem *gm, const struct boot_config *cfg,
+KESTREL_MUST_CHECK int boot_initrd_open(const struct guest_mem *gm, const struct boot_config *cfg,
 		     struct boot_initrd *rd, char *err, size_t errlen);
 void boot_initrd_close(struct boot_initrd *rd);
 
@@ -90,18 +92,18 @@ void boot_initrd_close(struct boot_initrd *rd);
  * `limit` (exclusive; clipped to the end of low RAM) and whose start is at
  * least `floor`. No initrd: *gpa = *size = 0, returns 0.
  */
-int boot_initrd_place(struct guest_mem *gm, const struct boot_initrd *rd, uint64_t floor,
+KESTREL_MUST_CHECK int boot_initrd_place(struct guest_mem *gm, const struct boot_initrd *rd, uint64_t floor,
 		      uint64_t limit, uint64_t *gpa, uint64_t *size, char *err, size_t errlen);
 
 /*
  * Write cfg->cmdline (or "") NUL-terminated at LAYOUT_CMDLINE_ADDR; refuse
  * a line longer than max_len characters (the terminating NUL not counted).
  */
-int boot_write_cmdline(struct guest_mem *gm, const struct boot_config *cfg, uint64_t max_len,
+KESTREL_MUST_CHECK int boot_write_cmdline(struct guest_mem *gm, const struct boot_config *cfg, uint64_t max_len,
 		       char *err, size_t errlen);
 
 /* The boot GDT: null, null, code at 0x10, data at 0x18; 64-bit or flat 32-bit code. */
-int boot_write_gdt(struct guest_mem *gm, bool long_mode);
+KESTREL_MUST_CHECK int boot_write_gdt(struct guest_mem *gm, bool long_mode);
 #define BOOT_GDT_LIMIT (4 * 8 - 1)
 #define BOOT_SEL_CODE 0x10
 #define BOOT_SEL_DATA 0x18
@@ -114,15 +116,15 @@ int boot_write_gdt(struct guest_mem *gm, bool long_mode);
  * table and acpi_rsdp_addr, writes the zero page, GDT and page tables, and
  * sets the long-mode entry state (rip left to the caller).
  */
-int boot_linux64_finish(struct guest_mem *gm, uint8_t *zp, const struct boot_config *cfg,
+KESTREL_MUST_CHECK int boot_linux64_finish(struct guest_mem *gm, uint8_t *zp, const struct boot_config *cfg,
 			const struct boot_initrd *rd, uint64_t initrd_floor,
 			struct boot_entry *out, char *err, size_t errlen);
 
 /* Internal loaders: like the public ones, with the initrd already resolved. */
-int boot_bzimage_load(struct guest_mem *gm, const uint8_t *img, size_t len,
+KESTREL_MUST_CHECK int boot_bzimage_load(struct guest_mem *gm, const uint8_t *img, size_t len,
 		      const struct boot_config *cfg, const struct boot_initrd *rd,
 		      struct boot_entry *out, char *err, size_t errlen);
-int boot_elf_load(struct guest_mem *gm, const uint8_t *img, size_t len,
+KESTREL_MUST_CHECK int boot_elf_load(struct guest_mem *gm, const uint8_t *img, size_t len,
 		  const struct boot_config *cfg, const struct boot_initrd *rd,
 		  struct boot_entry *out, char *err, size_t errlen);
 

@@ -6,6 +6,8 @@
 #ifndef KESTREL_BUS_H
 #define KESTREL_BUS_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -53,11 +55,11 @@ struct bus {
 	struct log_ratelimit rl;
 };
 
-int bus_init(struct bus *b, const char *name);
+KESTREL_MUST_CHECK int bus_init(struct bus *b, const char *name);
 void bus_exit(struct bus *b);
 
 /* 0, -EINVAL (empty, wrapping or no sizes), -EEXIST (overlap), -ENOMEM. */
-int bus_register(struct bus *b, uint64_t base, uint64_t len, unsigned sizes,
+KESTREL_MUST_CHECK int bus_register(struct bus *b, uint64_t base, uint64_t len, unsigned sizes,
 		 const struct bus_dev_ops *ops, void *opaque, const char *name);
 /* Remove the range that starts at `base`; 0 or -ENOENT. */
 int bus_unregister(struct bus *b, uint64_t base);

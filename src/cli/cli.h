@@ -1,6 +1,8 @@
 #ifndef KESTREL_CLI_H
 #define KESTREL_CLI_H
 
+#include "util/compiler.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,10 +14,10 @@
 int cli_main(int argc, char **argv);
 
 /* "512M", "2G", "1024" (MiB), "65536K". 0 or -EINVAL/-ERANGE. */
-int cli_parse_size(const char *s, uint64_t *out);
+KESTREL_MUST_CHECK int cli_parse_size(const char *s, uint64_t *out);
 /* "0-3,6" into cpus (at most max); 0 or -EINVAL. */
-int cli_parse_cpulist(const char *s, int *cpus, unsigned max, unsigned *n);
+KESTREL_MUST_CHECK int cli_parse_cpulist(const char *s, int *cpus, unsigned max, unsigned *n);
 /* Parse `kestrel run` options into cfg; 0, or CLI_EXIT_USAGE with a message in err. */
-int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, size_t errlen);
+KESTREL_MUST_CHECK int cli_parse_run(int argc, char **argv, struct machine_config *cfg, char *err, size_t errlen);
 
 #endif

@@ -5,6 +5,8 @@
 #ifndef KESTREL_KVM_H
 #define KESTREL_KVM_H
 
+#include "util/compiler.h"
+
 #include <linux/kvm.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,7 +25,7 @@ struct kvm {
  * Open /dev/kvm (O_CLOEXEC), check the API version and every capability
  * kestrel relies on. On failure returns -errno and a one-line reason in err.
  */
-int kvm_open(struct kvm *kvm, const char *path, char *err, size_t errlen);
+KESTREL_MUST_CHECK int kvm_open(struct kvm *kvm, const char *path, char *err, size_t errlen);
 void kvm_close(struct kvm *kvm);
 
 bool kvm_msr_supported(const struct kvm *kvm, unsigned index);

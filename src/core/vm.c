@@ -93,8 +93,12 @@ int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus,
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
 	pthread_cond_init(&vm->parked_cond, NULL);
-	bus_init(&vm->pio, "pio");
-	bus_init(&vm->mmio, "mmio");
+	e = bus_init(&vm->pio, "pio");
+	e = e ?: bus_init(&vm->mmio, "mmio");
+	if (e < 0) {
+		snprintf(err, errlen, "device buses: %s", strerror(-e));
+		goto err_destroy;
+	}
 	vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_eventfd < 0) {
 		e = -errno;

@@ -6,6 +6,8 @@
 #ifndef KESTREL_VM_H
 #define KESTREL_VM_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -89,13 +91,13 @@ struct vm {
 };
 
 /* mem_file: restore RAM from a snapshot memory file (gm_init_file) instead of fresh memfd RAM. */
-int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus, unsigned gm_flags,
+KESTREL_MUST_CHECK int vm_create(struct vm *vm, struct kvm *kvm, uint64_t ram_size, unsigned ncpus, unsigned gm_flags,
 	      const char *mem_file, char *err, size_t errlen);
 void vm_destroy(struct vm *vm);
 
 /* Set up every vCPU (CPUID, MSRs, LAPIC, FPU) and the boot vCPU's registers for `entry`. */
-int vm_setup_vcpus(struct vm *vm, const struct boot_entry *entry, char *err, size_t errlen);
-int vm_start(struct vm *vm);
+KESTREL_MUST_CHECK int vm_setup_vcpus(struct vm *vm, const struct boot_entry *entry, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vm_start(struct vm *vm);
 /* Block until a stop is requested, then stop and join every vCPU. Returns the exit status. */
 int vm_wait(struct vm *vm);
 
@@ -112,11 +114,12 @@ void vm_irq_init(struct vm *vm, struct irq *irq, unsigned gsi);
  * value `match` (>= 0), and an eventfd
  * that injects GSI `gsi` when written. 0 or -errno.
  */
-int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int64_t match, int fd, bool assign);
-int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
+KESTREL_MUST_CHECK int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int64_t match,
+		int fd, bool assign);
+KESTREL_MUST_CHECK int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
 /* MSI routes: allocate a GSI for MSI, point it at (addr, data), release it. */
-int vm_msi_route_alloc(struct vm *vm);
-int vm_msi_route_set(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
+KESTREL_MUST_CHECK int vm_msi_route_alloc(struct vm *vm);
+KESTREL_MUST_CHECK int vm_msi_route_set(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
 int vm_msi_route_free(struct vm *vm, unsigned gsi);
 
 /*
@@ -140,17 +143,17 @@ struct snap_reader;
  * vm_load_state validates every section before the first KVM_SET_* call;
  * 0 or -errno with a one-line reason.
  */
-int vm_save_state(struct vm *vm, struct snap_writer *w, char *err, size_t errlen);
-int vm_load_state(struct vm *vm, const struct snap_reader *r, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vm_save_state(struct vm *vm, struct snap_writer *w, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vm_load_state(struct vm *vm, const struct snap_reader *r, char *err, size_t errlen);
 
 /* Dirty-page logging on every RAM slot (KVM_MEM_LOG_DIRTY_PAGES), for Diff snapshots. */
-int vm_dirty_log_enable(struct vm *vm, bool on);
+KESTREL_MUST_CHECK int vm_dirty_log_enable(struct vm *vm, bool on);
 bool vm_dirty_log_enabled(const struct vm *vm);
 /*
  * Fetch and clear KVM's dirty bitmap of RAM region `region` (gm.regions[i],
  * one bit per 4 KiB page, bit i of word i/64) and OR it into `bitmap`.
  */
-int vm_dirty_log_fetch(struct vm *vm, unsigned region, uint64_t *bitmap);
+KESTREL_MUST_CHECK int vm_dirty_log_fetch(struct vm *vm, unsigned region, uint64_t *bitmap);
 
 /* Print per-vCPU exit counters and per-device access counters. */
 void vm_print_stats(struct vm *vm, FILE *out);

@@ -16,6 +16,8 @@
 #ifndef KESTREL_E1000_H
 #define KESTREL_E1000_H
 
+#include "util/compiler.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,7 +76,7 @@ struct e1000_stats {
  * EEPROM holding cfg->mac. msi may be NULL (no MSI capability then). 0 or -errno with a
  * one-line reason in err.
  */
-int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct guest_mem *gm,
+KESTREL_MUST_CHECK int e1000_new(struct e1000 **out, const struct e1000_config *cfg, const struct guest_mem *gm,
 	      const struct msi_host *msi, char *err, size_t errlen);
 /*
  * Frees the backend too. Still attached, it detaches first, which touches
@@ -96,7 +98,7 @@ void e1000_set_irq(struct e1000 *e, struct irq *intx);
  * transmit/receive work and run the ITR timer on it. Frames move on this
  * loop's thread from now on. 0 or -errno (-EBUSY: attached).
  */
-int e1000_attach(struct e1000 *e, struct loop *l);
+KESTREL_MUST_CHECK int e1000_attach(struct e1000 *e, struct loop *l);
 /*
  * Call with that loop stopped (its thread joined) but not yet freed, or
  * from the loop's own thread: it removes the device's fds from the loop.
@@ -146,6 +148,6 @@ void e1000_resume_work(struct e1000 *e);
  * transmit/receive work for the I/O thread (runs once the thread starts).
  */
 void e1000_save(const struct e1000 *e, struct snap_writer *w);
-int e1000_load(struct e1000 *e, struct snap_sec *s);
+KESTREL_MUST_CHECK int e1000_load(struct e1000 *e, struct snap_sec *s);
 
 #endif

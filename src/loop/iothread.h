@@ -2,6 +2,8 @@
 #ifndef KESTREL_IOTHREAD_H
 #define KESTREL_IOTHREAD_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -16,9 +18,9 @@ struct iothread {
 };
 
 /* Create the loop (register fds on it before or after start). 0 or -errno. */
-int iothread_init(struct iothread *it, const char *name, int cpu);
+KESTREL_MUST_CHECK int iothread_init(struct iothread *it, const char *name, int cpu);
 /* Start the thread (again, after iothread_stop); a no-op while it runs. 0 or -errno. */
-int iothread_start(struct iothread *it);
+KESTREL_MUST_CHECK int iothread_start(struct iothread *it);
 /*
  * Stop the loop and join the thread; the loop stays, with its fds, for a
  * later iothread_start() or for devices to unregister from.

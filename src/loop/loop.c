@@ -75,6 +75,7 @@ static void loop_run_posted(struct loop *l)
 	round = l->work_round++;
 	while (l->work_head && l->work_head->round <= round) {
 		struct loop_work *w = l->work_head;
+		bool heap = w->heap;   /* fn may end the life of caller-owned work: no touching w after it */
 
 		l->work_head = w->next;
 		if (!l->work_head)
@@ -84,7 +85,7 @@ static void loop_run_posted(struct loop *l)
 		pthread_mutex_unlock(&l->lock);
 		w->fn(w->opaque);
 		l->ran++;
-		if (w->heap)
+		if (heap)
 			free(w);
 		pthread_mutex_lock(&l->lock);
 	}

@@ -12,6 +12,8 @@
 #ifndef KESTREL_LOOP_H
 #define KESTREL_LOOP_H
 
+#include "util/compiler.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,13 +22,13 @@ struct loop;
 typedef void (*loop_cb)(void *opaque, uint32_t events);
 typedef void (*loop_fn)(void *opaque);
 
-struct loop *loop_new(void);
+KESTREL_MUST_CHECK struct loop *loop_new(void);
 /* Frees posted work that never ran (without running it); timers must be cancelled by their owners. */
 void loop_free(struct loop *l);
 
 /* events: EPOLLIN/EPOLLOUT... 0 or -errno. One registration per fd, as many fds as the process has. */
-int loop_add(struct loop *l, int fd, uint32_t events, loop_cb cb, void *opaque);
-int loop_mod(struct loop *l, int fd, uint32_t events);
+KESTREL_MUST_CHECK int loop_add(struct loop *l, int fd, uint32_t events, loop_cb cb, void *opaque);
+KESTREL_MUST_CHECK int loop_mod(struct loop *l, int fd, uint32_t events);
 /* The callback is not called again, even for an event already fetched in this round. */
 int loop_del(struct loop *l, int fd);
 
@@ -74,7 +76,7 @@ void loop_work_post(struct loop *l, struct loop_work *w);
 /* Unqueue; as with timers, a run already under way on the loop's thread is not waited for. */
 void loop_work_cancel(struct loop *l, struct loop_work *w);
 /* One-off: run fn(opaque) on the loop's thread. Any thread. 0 or -ENOMEM. */
-int loop_post(struct loop *l, loop_fn fn, void *opaque);
+KESTREL_MUST_CHECK int loop_post(struct loop *l, loop_fn fn, void *opaque);
 
 /* Wait up to timeout_ms (-1 forever) and dispatch; returns callbacks run (fds, timers, posts) or -errno. */
 int loop_run_once(struct loop *l, int timeout_ms);

@@ -6,6 +6,8 @@
 #ifndef KESTREL_GM_H
 #define KESTREL_GM_H
 
+#include "util/compiler.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,14 +48,14 @@ enum gm_flags {
  * Allocate `ram_size` bytes of memfd-backed RAM, split around the 32-bit
  * hole at LAYOUT_MMIO32_START. Returns 0 or -errno.
  */
-int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags);
+KESTREL_MUST_CHECK int gm_init(struct guest_mem *gm, uint64_t ram_size, unsigned flags);
 /*
  * Guest RAM is allocated lazily, so an impossible size would only show when
  * the guest touches it, as an OOM kill. Refuse (-ENOMEM, reason in err) RAM
  * beyond the host's memory plus swap unless flags has GM_OVERCOMMIT; warn
  * when it exceeds the memory limit of kestrel's cgroup.
  */
-int gm_check_host(uint64_t ram_size, unsigned flags, char *err, size_t errlen);
+KESTREL_MUST_CHECK int gm_check_host(uint64_t ram_size, unsigned flags, char *err, size_t errlen);
 /* The host's free hugetlb pages of the default size, from /proc/meminfo. 0 or -errno. */
 int gm_hugepages_free(uint64_t *free_pages, uint64_t *page_kib);
 void gm_exit(struct guest_mem *gm);
@@ -64,21 +66,22 @@ void gm_exit(struct guest_mem *gm);
  * must hold exactly `ram_size` bytes (low RAM, then RAM above 4 GiB).
  * 0, or -errno with a one-line reason.
  */
-int gm_init_file(struct guest_mem *gm, uint64_t ram_size, const char *path, char *err, size_t errlen);
+KESTREL_MUST_CHECK int gm_init_file(struct guest_mem *gm, uint64_t ram_size, const char *path, char *err,
+		size_t errlen);
 
 /*
  * Host pointer for [gpa, gpa+len), or NULL if the range overflows or is not
  * entirely inside one RAM region. len 0 is treated as 1.
  */
-void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+KESTREL_MUST_CHECK void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 
 /* Copy in/out; the range may span adjacent regions. 0 or -EFAULT. */
-int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, size_t len);
-int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, size_t len);
+KESTREL_MUST_CHECK int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, size_t len);
+KESTREL_MUST_CHECK int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, size_t len);
 
 /* Device writes: record [gpa, gpa+len) as dirty when tracking is on (thread-safe, cheap when off). */
 void gm_mark_dirty(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
-int gm_dirty_track(struct guest_mem *gm, bool on);
+KESTREL_MUST_CHECK int gm_dirty_track(struct guest_mem *gm, bool on);
 /* Offset of a RAM gpa in the memfd / memory file, or UINT64_MAX if not RAM. */
 uint64_t gm_file_offset(const struct guest_mem *gm, uint64_t gpa);
 

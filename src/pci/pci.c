@@ -237,9 +237,31 @@ int pci_host_register(struct pci_host *h, uint64_t ecam_base)
 	e = bus_register(h->pio, LAYOUT_PORT_PCI_CONF + 4, 4, BUS_SZ_ANY, &pci_conf_data_ops, h,
 			 "pci-conf-data");
 	if (e < 0)
-		return e;
-	return bus_register(h->mmio, ecam_base, LAYOUT_ECAM_SIZE, BUS_SZ_1 | BUS_SZ_2 | BUS_SZ_4,
-			    &pci_ecam_ops, h, "pci-ecam");
+		goto err_addr;
+	e = bus_register(h->mmio, ecam_base, LAYOUT_ECAM_SIZE, BUS_SZ_1 | BUS_SZ_2 | BUS_SZ_4,
+			 &pci_ecam_ops, h, "pci-ecam");
+	if (e < 0)
+		goto err_data;
+	h->ecam_base = ecam_base;
+	h->registered = true;
+	return 0;
+
+err_data:
+	(void)bus_unregister(h->pio, LAYOUT_PORT_PCI_CONF + 4);   /* ours: registered just above */
+err_addr:
+	(void)bus_unregister(h->pio, LAYOUT_PORT_PCI_CONF);
+	return e;
+}
+
+void pci_host_unregister(struct pci_host *h)
+{
+	if (!h->registered)
+		return;
+	/* Each range was registered by pci_host_register(), so each removal finds it. */
+	(void)bus_unregister(h->mmio, h->ecam_base);
+	(void)bus_unregister(h->pio, LAYOUT_PORT_PCI_CONF + 4);
+	(void)bus_unregister(h->pio, LAYOUT_PORT_PCI_CONF);
+	h->registered = false;
 }
 
 /* 0xCF8: the address register takes dword accesses; 0xCF9 is reset control. */

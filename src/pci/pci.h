@@ -6,6 +6,8 @@
 #ifndef KESTREL_PCI_H
 #define KESTREL_PCI_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -90,24 +92,32 @@ struct pci_host {
 	struct bus *pio, *mmio;
 	struct sysevent_sink sink;  /* 0xCF9 reset control */
 	struct log_ratelimit rl;
+	uint64_t ecam_base;         /* where pci_host_register() put the ECAM window */
+	bool registered;
 };
 
-int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio, const struct sysevent_sink *sink);
+KESTREL_MUST_CHECK int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio,
+		const struct sysevent_sink *sink);
 void pci_host_exit(struct pci_host *h);
 
-/* Register the host's PIO ports and ECAM window on its buses. */
-int pci_host_register(struct pci_host *h, uint64_t ecam_base);
+/*
+ * Register the host's PIO ports and ECAM window on its buses; on failure
+ * nothing stays registered. Unregister takes them off again (a no-op when
+ * not registered).
+ */
+KESTREL_MUST_CHECK int pci_host_register(struct pci_host *h, uint64_t ecam_base);
+void pci_host_unregister(struct pci_host *h);
 
 void pci_dev_init(struct pci_dev *d, uint16_t vendor, uint16_t device, uint32_t class_code,
 		  uint8_t revision, const char *name);
 /* Place a device in the first free slot (1..31); returns the slot or -ENOSPC. */
-int pci_host_add(struct pci_host *h, struct pci_dev *d, uint8_t int_pin);
+KESTREL_MUST_CHECK int pci_host_add(struct pci_host *h, struct pci_dev *d, uint8_t int_pin);
 
 /* Declare BAR `idx` (a 64-bit BAR also takes idx+1). size: power of two. */
-int pci_dev_set_bar(struct pci_dev *d, unsigned idx, uint64_t size, unsigned flags,
+KESTREL_MUST_CHECK int pci_dev_set_bar(struct pci_dev *d, unsigned idx, uint64_t size, unsigned flags,
 		    const struct bus_dev_ops *ops, void *opaque);
 /* Append a capability of `len` bytes with id `cap_id`; returns its offset or -ENOSPC. */
-int pci_dev_add_cap(struct pci_dev *d, uint8_t cap_id, unsigned len);
+KESTREL_MUST_CHECK int pci_dev_add_cap(struct pci_dev *d, uint8_t cap_id, unsigned len);
 
 /* Config accesses by (slot, offset); used by both mechanisms and unit tests. */
 uint32_t pci_host_cfg_read(struct pci_host *h, unsigned bus, unsigned slot, unsigned fn,
@@ -142,9 +152,9 @@ struct pci_dev_snap {
 };
 
 void pci_dev_save(const struct pci_dev *d, struct snap_writer *w);
-int pci_dev_load(struct pci_dev *d, struct snap_sec *s);
+KESTREL_MUST_CHECK int pci_dev_load(struct pci_dev *d, struct snap_sec *s);
 /* Read and check only (d unchanged); 0 or -EINVAL with s->err set. */
-int pci_dev_load_check(const struct pci_dev *d, struct snap_sec *s, struct pci_dev_snap *out);
+KESTREL_MUST_CHECK int pci_dev_load_check(const struct pci_dev *d, struct snap_sec *s, struct pci_dev_snap *out);
 void pci_dev_load_apply(struct pci_dev *d, const struct pci_dev_snap *snap);
 
 /*
@@ -152,7 +162,7 @@ void pci_dev_load_apply(struct pci_dev *d, const struct pci_dev_snap *snap);
  * space. Devices in the slots are saved by their own functions.
  */
 void pci_host_save(const struct pci_host *h, struct snap_writer *w);
-int pci_host_load(struct pci_host *h, struct snap_sec *s);
+KESTREL_MUST_CHECK int pci_host_load(struct pci_host *h, struct snap_sec *s);
 
 extern const struct bus_dev_ops pci_conf_addr_ops;  /* 0xCF8..0xCFB */
 extern const struct bus_dev_ops pci_conf_data_ops;  /* 0xCFC..0xCFF */

@@ -136,13 +136,13 @@ int memfile_trailer_write(int fd, const struct memfile_id *id)
 	uint8_t t[TRAILER_BODY + 4];
 
 	memcpy(t, TRAILER_MAGIC, 8);
-	stle(t + 8, TRAILER_VERSION, 4);
-	stle(t + 12, 0, 4);
-	stle(t + 16, id->ram_size, 8);
+	stnle(t + 8, TRAILER_VERSION, 4);
+	stnle(t + 12, 0, 4);
+	stnle(t + 16, id->ram_size, 8);
 	memcpy(t + 24, id->gen, MEMFILE_GEN_LEN);
 	memcpy(t + 24 + MEMFILE_GEN_LEN, id->digest, MEMFILE_DIGEST_LEN);
-	stle(t + 24 + MEMFILE_GEN_LEN + MEMFILE_DIGEST_LEN, id->data_pages, 8);
-	stle(t + TRAILER_BODY, crc32_update(0, t, TRAILER_BODY), 4);
+	stnle(t + 24 + MEMFILE_GEN_LEN + MEMFILE_DIGEST_LEN, id->data_pages, 8);
+	stnle(t + TRAILER_BODY, crc32_update(0, t, TRAILER_BODY), 4);
 	if (ftruncate(fd, (off_t)(id->ram_size + MEMFILE_TRAILER_LEN)) < 0)
 		return -errno;
 	return pwrite_all(fd, t, sizeof(t), (off_t)id->ram_size);
@@ -163,13 +163,13 @@ int memfile_trailer_read(int fd, uint64_t ram_size, struct memfile_id *id, uint6
 	e = pread_all(fd, t, sizeof(t), (off_t)ram_size);
 	if (e)
 		return e;
-	if (memcmp(t, TRAILER_MAGIC, 8) || ldle(t + 8, 4) != TRAILER_VERSION ||
-	    ldle(t + TRAILER_BODY, 4) != crc32_update(0, t, TRAILER_BODY) || ldle(t + 16, 8) != ram_size)
+	if (memcmp(t, TRAILER_MAGIC, 8) || ldnle(t + 8, 4) != TRAILER_VERSION ||
+	    ldnle(t + TRAILER_BODY, 4) != crc32_update(0, t, TRAILER_BODY) || ldnle(t + 16, 8) != ram_size)
 		return -EBADMSG;
 	id->ram_size = ram_size;
 	memcpy(id->gen, t + 24, MEMFILE_GEN_LEN);
 	memcpy(id->digest, t + 24 + MEMFILE_GEN_LEN, MEMFILE_DIGEST_LEN);
-	id->data_pages = ldle(t + 24 + MEMFILE_GEN_LEN + MEMFILE_DIGEST_LEN, 8);
+	id->data_pages = ldnle(t + 24 + MEMFILE_GEN_LEN + MEMFILE_DIGEST_LEN, 8);
 	return 0;
 }
 
@@ -242,7 +242,7 @@ int memfile_digest(int fd, uint64_t ram_size, uint8_t digest[MEMFILE_DIGEST_LEN]
 		e = -ENOMEM;
 		goto out;
 	}
-	stle(le, ram_size, 8);
+	stnle(le, ram_size, 8);
 	crypto.update(ctx, le, 8);
 	while (next < ram_size) {
 		off_t data = lseek(fd, (off_t)next, SEEK_DATA), hole;
@@ -275,7 +275,7 @@ int memfile_digest(int fd, uint64_t ram_size, uint8_t digest[MEMFILE_DIGEST_LEN]
 			for (size_t o = 0; o < len; o += PAGE) {
 				if (page_is_zero(buf + o))
 					continue;
-				stle(le, (a + o) / PAGE, 8);
+				stnle(le, (a + o) / PAGE, 8);
 				crypto.update(ctx, le, 8);
 				crypto.update(ctx, buf + o, PAGE);
 				n++;

@@ -26,6 +26,8 @@
 #ifndef KESTREL_MEMFILE_H
 #define KESTREL_MEMFILE_H
 
+#include "util/compiler.h"
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -59,21 +61,22 @@ struct memfile_info {
 
 void memfile_section_save(struct snap_writer *w, const struct memfile_info *mi);
 /* 0, or -EINVAL with a one-line reason. */
-int memfile_section_load(const struct snap_reader *r, struct memfile_info *mi, char *err, size_t errlen);
+KESTREL_MUST_CHECK int memfile_section_load(const struct snap_reader *r, struct memfile_info *mi, char *err,
+		size_t errlen);
 
 /* --- the trailer and the digest --------------------------------------- */
 
-int memfile_new_gen(uint8_t gen[MEMFILE_GEN_LEN]);
+KESTREL_MUST_CHECK int memfile_new_gen(uint8_t gen[MEMFILE_GEN_LEN]);
 /* Writes the trailer at id->ram_size and sizes the file to ram_size + MEMFILE_TRAILER_LEN. */
-int memfile_trailer_write(int fd, const struct memfile_id *id);
+KESTREL_MUST_CHECK int memfile_trailer_write(int fd, const struct memfile_id *id);
 /*
  * Reads and checks the trailer of a file that must be ram_size +
  * MEMFILE_TRAILER_LEN bytes. -EFBIG: wrong size (*size_out says what it is);
  * -EBADMSG: no valid trailer; -errno on I/O.
  */
-int memfile_trailer_read(int fd, uint64_t ram_size, struct memfile_id *id, uint64_t *size_out);
+KESTREL_MUST_CHECK int memfile_trailer_read(int fd, uint64_t ram_size, struct memfile_id *id, uint64_t *size_out);
 /* SHA-256 over the non-zero pages of [0, ram_size) of fd (see above); reads data extents only. */
-int memfile_digest(int fd, uint64_t ram_size, uint8_t digest[MEMFILE_DIGEST_LEN], uint64_t *pages);
+KESTREL_MUST_CHECK int memfile_digest(int fd, uint64_t ram_size, uint8_t digest[MEMFILE_DIGEST_LEN], uint64_t *pages);
 /* The first 8 bytes of a generation as 16 hex digits, for messages. */
 void memfile_gen_str(const uint8_t gen[MEMFILE_GEN_LEN], char out[17]);
 
@@ -88,11 +91,11 @@ struct memfile_src {
 };
 
 /* Every page the guest ever touched into `out` (same offsets); holes stay holes. */
-int memfile_write_full(const struct memfile_src *s, int out);
+KESTREL_MUST_CHECK int memfile_write_full(const struct memfile_src *s, int out);
 /* The pages set in `bm` (bit per page) into `out`; *pages counts them. */
-int memfile_write_pages(const struct memfile_src *s, int out, const uint64_t *bm, uint64_t *pages);
+KESTREL_MUST_CHECK int memfile_write_pages(const struct memfile_src *s, int out, const uint64_t *bm, uint64_t *pages);
 /* The data extents of [0, size) of `in` to the same offsets of `out` (a Diff's base). */
-int memfile_copy_data(int in, int out, uint64_t size);
+KESTREL_MUST_CHECK int memfile_copy_data(int in, int out, uint64_t size);
 
 /* --- the two-file commit ------------------------------------------------ */
 
@@ -106,18 +109,19 @@ struct memfile_paths {
  * a pair that names one file twice (./x and x, a hard link, a symlinked
  * directory) or where one is the other's temporary.
  */
-int memfile_paths_init(struct memfile_paths *p, const char *state, const char *mem, char *err, size_t errlen);
+KESTREL_MUST_CHECK int memfile_paths_init(struct memfile_paths *p, const char *state, const char *mem,
+		char *err, size_t errlen);
 /*
  * Before a create: finish a commit of p->state that a crash interrupted
  * between its renames, then remove stale temporaries.
  */
-int memfile_prepare(const struct memfile_paths *p, char *err, size_t errlen);
+KESTREL_MUST_CHECK int memfile_prepare(const struct memfile_paths *p, char *err, size_t errlen);
 /*
  * Both temporaries written and fsynced: commit (renames, directory fsyncs).
  * *committed: the state file was renamed into place, so the new pair stands
  * even where an error follows (its memory file then still waits as MEM.tmp).
  */
-int memfile_commit(const struct memfile_paths *p, bool *committed, char *err, size_t errlen);
+KESTREL_MUST_CHECK int memfile_commit(const struct memfile_paths *p, bool *committed, char *err, size_t errlen);
 /* A failed create: remove its temporaries. */
 void memfile_abort(const struct memfile_paths *p);
 
@@ -133,10 +137,10 @@ enum {
  * size, trailer, generation, completeness, and with MEMFILE_CHECK_DIGEST the
  * content. 0, or -errno with a one-line reason.
  */
-int memfile_check(const struct snap_reader *r, const char *state, const char *mem, unsigned flags,
+KESTREL_MUST_CHECK int memfile_check(const struct snap_reader *r, const char *state, const char *mem, unsigned flags,
 		  struct memfile_info *mi, char *err, size_t errlen);
 /* `kestrel snapshot verify`: the state file in full, then memfile_check with the digest. */
-int memfile_verify(const char *state, const char *mem, char *msg, size_t msglen);
+KESTREL_MUST_CHECK int memfile_verify(const char *state, const char *mem, char *msg, size_t msglen);
 
 /* Fault injection for the crash tests: KESTREL_FAULT=POINT ends the process at POINT. */
 void memfile_fault(const char *point);

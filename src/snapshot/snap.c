@@ -67,7 +67,7 @@ void snap_begin(struct snap_writer *w, const char *name, uint32_t version)
 		return;
 	memset(h, 0, SNAP_SEC_HDR_LEN);
 	snprintf((char *)h, SNAP_NAME_LEN, "%s", name);
-	stle(h + SNAP_NAME_LEN, version, 4);
+	stnle(h + SNAP_NAME_LEN, version, 4);
 	w->sec_start = (size_t)(h - w->buf);
 }
 
@@ -84,7 +84,7 @@ static void snap_put_le(struct snap_writer *w, uint64_t v, unsigned n)
 	uint8_t *d = snap_reserve(w, n);
 
 	if (d)
-		stle(d, v, n);
+		stnle(d, v, n);
 }
 
 void snap_put_u8(struct snap_writer *w, uint8_t v) { snap_put_le(w, v, 1); }
@@ -113,10 +113,10 @@ void snap_end(struct snap_writer *w)
 	}
 	h = w->buf + w->sec_start;
 	plen = w->len - w->sec_start - SNAP_SEC_HDR_LEN;
-	stle(h + SNAP_NAME_LEN + 8, plen, 8);
+	stnle(h + SNAP_NAME_LEN + 8, plen, 8);
 	crc = crc32_update(0, h, SNAP_SEC_HDR_LEN - 4);
 	crc = crc32_update(crc, h + SNAP_SEC_HDR_LEN, plen);
-	stle(h + SNAP_SEC_HDR_LEN - 4, crc, 4);
+	stnle(h + SNAP_SEC_HDR_LEN - 4, crc, 4);
 	w->nsections++;
 	w->sec_start = SIZE_MAX;
 }
@@ -148,10 +148,10 @@ int snap_writer_write(struct snap_writer *w, const char *path, char *err, size_t
 		return -ENOMEM;
 	}
 	memcpy(w->buf, SNAP_MAGIC, 8);
-	stle(w->buf + 8, SNAP_FORMAT_VERSION, 4);
-	stle(w->buf + 12, w->nsections, 4);
-	stle(w->buf + 16, w->len, 8);
-	stle(w->buf + 24, crc32_update(0, w->buf, 24), 4);
+	stnle(w->buf + 8, SNAP_FORMAT_VERSION, 4);
+	stnle(w->buf + 12, w->nsections, 4);
+	stnle(w->buf + 16, w->len, 8);
+	stnle(w->buf + 24, crc32_update(0, w->buf, 24), 4);
 
 	/* A FIFO or a symlink planted at the path must not block or redirect the write. */
 	fd = file_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, FILE_REG, "snapshot", NULL,
@@ -211,18 +211,18 @@ static int snap_parse(struct snap_reader *r, char *err, size_t errlen)
 		snprintf(err, errlen, "not a kestrel snapshot (bad magic)");
 		return -EINVAL;
 	}
-	if ((uint32_t)ldle(b + 24, 4) != crc32_update(0, b, 24)) {
+	if ((uint32_t)ldnle(b + 24, 4) != crc32_update(0, b, 24)) {
 		snprintf(err, errlen, "snapshot header is corrupted (CRC mismatch)");
 		return -EINVAL;
 	}
-	ver = (uint32_t)ldle(b + 8, 4);
+	ver = (uint32_t)ldnle(b + 8, 4);
 	if (ver != SNAP_FORMAT_VERSION) {
 		snprintf(err, errlen, "snapshot format version %u; this kestrel reads version %u", ver,
 			 SNAP_FORMAT_VERSION);
 		return -EINVAL;
 	}
-	n = (uint32_t)ldle(b + 12, 4);
-	flen = ldle(b + 16, 8);
+	n = (uint32_t)ldnle(b + 12, 4);
+	flen = ldnle(b + 16, 8);
 	if (flen != r->len) {
 		snprintf(err, errlen, "snapshot is %s: %zu bytes, header says %llu",
 			 flen > r->len ? "truncated" : "longer than recorded", r->len,
@@ -248,12 +248,12 @@ static int snap_parse(struct snap_reader *r, char *err, size_t errlen)
 			snprintf(err, errlen, "snapshot section %u has a bad name", i);
 			return -EINVAL;
 		}
-		plen = ldle(h + SNAP_NAME_LEN + 8, 8);
+		plen = ldnle(h + SNAP_NAME_LEN + 8, 8);
 		if (plen > r->len - off - SNAP_SEC_HDR_LEN) {
 			snprintf(err, errlen, "snapshot is truncated in section '%s'", name);
 			return -EINVAL;
 		}
-		if ((uint32_t)ldle(h + SNAP_SEC_HDR_LEN - 4, 4) !=
+		if ((uint32_t)ldnle(h + SNAP_SEC_HDR_LEN - 4, 4) !=
 		    crc32_update(crc32_update(0, h, SNAP_SEC_HDR_LEN - 4), h + SNAP_SEC_HDR_LEN, plen)) {
 			snprintf(err, errlen, "snapshot section '%s' is corrupted (CRC mismatch)", name);
 			return -EINVAL;
@@ -264,7 +264,7 @@ static int snap_parse(struct snap_reader *r, char *err, size_t errlen)
 				return -EINVAL;
 			}
 		memcpy(r->sec[i].name, name, SNAP_NAME_LEN);
-		r->sec[i].version = (uint32_t)ldle(h + SNAP_NAME_LEN, 4);
+		r->sec[i].version = (uint32_t)ldnle(h + SNAP_NAME_LEN, 4);
 		r->sec[i].off = off + SNAP_SEC_HDR_LEN;
 		r->sec[i].len = plen;
 		off += SNAP_SEC_HDR_LEN + plen;
@@ -385,7 +385,7 @@ static uint64_t snap_get_le(struct snap_sec *s, unsigned n)
 
 	if (snap_get(s, b, n) < 0)
 		return 0;
-	return ldle(b, n);
+	return ldnle(b, n);
 }
 
 uint8_t snap_get_u8(struct snap_sec *s) { return (uint8_t)snap_get_le(s, 1); }

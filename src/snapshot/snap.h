@@ -17,6 +17,8 @@
 #ifndef KESTREL_SNAP_H
 #define KESTREL_SNAP_H
 
+#include "util/compiler.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,9 +51,9 @@ void snap_put_bool(struct snap_writer *w, bool v);
 void snap_put_str(struct snap_writer *w, const char *s);
 void snap_end(struct snap_writer *w);
 /* Write the file at PATH and fsync it. 0 or -errno with a one-line reason. */
-int snap_writer_write(struct snap_writer *w, const char *path, char *err, size_t errlen);
+KESTREL_MUST_CHECK int snap_writer_write(struct snap_writer *w, const char *path, char *err, size_t errlen);
 /* The same through PATH.tmp and a rename (a state file alone; with a memory file: memfile.h). */
-int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t errlen);
+KESTREL_MUST_CHECK int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t errlen);
 
 struct snap_sec {
 	const char *name;
@@ -73,12 +75,13 @@ struct snap_reader {
 };
 
 /* Load and verify the whole file. 0, or -EINVAL / -errno with a one-line reason. */
-int snap_reader_open(struct snap_reader *r, const char *path, char *err, size_t errlen);
+KESTREL_MUST_CHECK int snap_reader_open(struct snap_reader *r, const char *path, char *err, size_t errlen);
 /* Same, over a caller's buffer (copied); for tests and fuzzers. */
-int snap_reader_open_mem(struct snap_reader *r, const void *buf, size_t len, char *err, size_t errlen);
+KESTREL_MUST_CHECK int snap_reader_open_mem(struct snap_reader *r, const void *buf, size_t len, char *err,
+		size_t errlen);
 void snap_reader_free(struct snap_reader *r);
 /* Find a section by name. 0 or -ENOENT. */
-int snap_find(const struct snap_reader *r, const char *name, struct snap_sec *s);
+KESTREL_MUST_CHECK int snap_find(const struct snap_reader *r, const char *name, struct snap_sec *s);
 
 int snap_get(struct snap_sec *s, void *dst, size_t n);    /* 0 or -EINVAL (dst zeroed) */
 uint8_t snap_get_u8(struct snap_sec *s);
@@ -91,6 +94,6 @@ int snap_get_str(struct snap_sec *s, char *dst, size_t dstlen, bool *is_null);
 /* Mark the section bad (a value out of range); loaders use it for their own checks. */
 void snap_sec_fail(struct snap_sec *s);
 /* 0 when every byte was consumed without error, else -EINVAL. */
-int snap_sec_end(const struct snap_sec *s);
+KESTREL_MUST_CHECK int snap_sec_end(const struct snap_sec *s);
 
 #endif

@@ -41,22 +41,6 @@ static inline void st64le(uint8_t *p, uint64_t v)
 	st32le(p + 4, (uint32_t)(v >> 32));
 }
 
-/* n-byte (1 to 8) little-endian fields, for formats with mixed widths. */
-static inline uint64_t ldle(const uint8_t *p, unsigned n)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
-static inline void stle(uint8_t *p, uint64_t v, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static inline uint16_t ld16be(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
@@ -79,6 +63,22 @@ static inline void st32be(uint8_t *p, uint32_t v)
 	p[1] = (uint8_t)(v >> 16);
 	p[2] = (uint8_t)(v >> 8);
 	p[3] = (uint8_t)v;
+}
+
+/* Little-endian of a width chosen at run time (n bytes, 1..8): file formats' fields. */
+static inline void stnle(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t ldnle(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
 }
 
 #endif

@@ -9,6 +9,8 @@
 #ifndef KESTREL_FILE_H
 #define KESTREL_FILE_H
 
+#include "util/compiler.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/stat.h>
@@ -28,7 +30,7 @@ enum {
  * fd, or -errno with a one-line reason in err: "WHAT PATH: is a FIFO (named
  * pipe), not a regular file". st (may be NULL) gets the descriptor's fstat.
  */
-int file_open(const char *path, int flags, mode_t mode, unsigned kinds, const char *what,
+KESTREL_MUST_CHECK int file_open(const char *path, int flags, mode_t mode, unsigned kinds, const char *what,
 	      struct stat *st, char *err, size_t errlen);
 
 /* "regular file", "directory", "FIFO (named pipe)", ... for messages. */

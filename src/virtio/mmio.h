@@ -7,6 +7,8 @@
 #ifndef KESTREL_VIRTIO_MMIO_H
 #define KESTREL_VIRTIO_MMIO_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 
 #include "bus/bus.h"
@@ -38,7 +40,7 @@ struct virtio_mmio {
 	struct log_ratelimit rl;
 };
 
-int virtio_mmio_init(struct virtio_mmio *vm, struct virtio_dev *vdev, const struct msi_host *msi,
+KESTREL_MUST_CHECK int virtio_mmio_init(struct virtio_mmio *vm, struct virtio_dev *vdev, const struct msi_host *msi,
 		     struct loop *loop, uint64_t base);
 void virtio_mmio_exit(struct virtio_mmio *vm);
 
@@ -56,7 +58,8 @@ void virtio_mmio_exit(struct virtio_mmio *vm);
 struct snap_writer;
 struct snap_sec;
 void virtio_mmio_save(const struct virtio_mmio *vm, struct snap_writer *w);
-int virtio_mmio_load(struct virtio_mmio *vm, struct snap_sec *s, bool apply, char *err, size_t errlen);
+KESTREL_MUST_CHECK int virtio_mmio_load(struct virtio_mmio *vm, struct snap_sec *s, bool apply, char *err,
+		size_t errlen);
 
 extern const struct bus_dev_ops virtio_mmio_ops;
 

@@ -527,8 +527,10 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 	pci_set16(pd, PCI_SUBSYS_ID, 0x40);
 	pd->ops = &vpci_pci_ops;
 	pd->opaque = vp;
-	pci_dev_set_bar(pd, 0, VPCI_BAR0_SIZE, PCI_BAR_MEM64, &vpci_bar0_ops, vp);
-	pci_dev_set_bar(pd, 2, VPCI_BAR2_SIZE, PCI_BAR_MEM64, &vpci_bar2_ops, vp);
+	e = pci_dev_set_bar(pd, 0, VPCI_BAR0_SIZE, PCI_BAR_MEM64, &vpci_bar0_ops, vp);
+	e = e ?: pci_dev_set_bar(pd, 2, VPCI_BAR2_SIZE, PCI_BAR_MEM64, &vpci_bar2_ops, vp);
+	if (e < 0)
+		return e;
 
 	/* MSI-X first, so vpci_msix_cap_off() finds it at the head of the list. */
 	cap = pci_dev_add_cap(pd, PCI_CAP_ID_MSIX, 12);

@@ -7,6 +7,8 @@
 #ifndef KESTREL_VIRTIO_PCI_H
 #define KESTREL_VIRTIO_PCI_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -71,7 +73,7 @@ struct virtio_pci {
 	struct log_ratelimit rl;
 };
 
-int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct msi_host *msi,
+KESTREL_MUST_CHECK int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct msi_host *msi,
 		    struct loop *loop);
 void virtio_pci_exit(struct virtio_pci *vp);
 
@@ -101,6 +103,6 @@ void virtio_pci_save(const struct virtio_pci *vp, struct snap_writer *w);
  * thread runs. The caller then calls snap_sec_end(). 0, or -EINVAL / -errno
  * with a one-line reason in err; after a failed check nothing has changed.
  */
-int virtio_pci_load(struct virtio_pci *vp, struct snap_sec *s, bool apply, char *err, size_t errlen);
+KESTREL_MUST_CHECK int virtio_pci_load(struct virtio_pci *vp, struct snap_sec *s, bool apply, char *err, size_t errlen);
 
 #endif

@@ -9,6 +9,8 @@
 #ifndef KESTREL_QUEUE_H
 #define KESTREL_QUEUE_H
 
+#include "util/compiler.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,7 +70,7 @@ struct vq_elem {
 /* Reset device-side state (queue reset or device reset); keeps max_size. */
 void vq_reset(struct virtq *vq);
 /* Validate the driver's ring addresses for the current size and arm the queue. 0 or -EINVAL. */
-int vq_activate(struct virtq *vq, const struct guest_mem *gm, bool event_idx, bool indirect);
+KESTREL_MUST_CHECK int vq_activate(struct virtq *vq, const struct guest_mem *gm, bool event_idx, bool indirect);
 
 /*
  * Next request: 0, -ENOENT when the ring is empty, -EIO when the driver broke
@@ -110,7 +112,7 @@ void vq_unpop(struct virtq *vq, uint16_t n);
 struct snap_writer;
 struct snap_sec;
 void vq_save(const struct virtq *vq, struct snap_writer *w);
-int vq_load(struct virtq *vq, struct snap_sec *s, const struct guest_mem *gm);
+KESTREL_MUST_CHECK int vq_load(struct virtq *vq, struct snap_sec *s, const struct guest_mem *gm);
 
 /* Copy helpers over an element's iovecs (bounds already checked by vq_pop). */
 size_t vq_copy_from_out(const struct vq_elem *e, size_t off, void *dst, size_t len);

@@ -9,6 +9,8 @@
 #ifndef KESTREL_VIRTIO_H
 #define KESTREL_VIRTIO_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -178,14 +180,14 @@ struct virtio_dev_snap {
  * enabled queues armed, with the negotiated ring features; every queue as
  * vq_load checks it). d is not changed. 0 or -EINVAL with a reason in err.
  */
-int virtio_dev_load_check(const struct virtio_dev *d, struct snap_sec *s, struct virtio_dev_snap *st,
+KESTREL_MUST_CHECK int virtio_dev_load_check(const struct virtio_dev *d, struct snap_sec *s, struct virtio_dev_snap *st,
 			  char *err, size_t errlen);
 /*
  * Check the device's own part of the state, which follows the core's at
  * `s` (its load op with apply false; nothing changes). `dev_at` remembers
  * where it starts, for virtio_dev_load_commit. 0 or -EINVAL with err.
  */
-int virtio_dev_load_check_device(struct virtio_dev *d, struct snap_sec *s, struct snap_sec *dev_at,
+KESTREL_MUST_CHECK int virtio_dev_load_check_device(struct virtio_dev *d, struct snap_sec *s, struct snap_sec *dev_at,
 				 char *err, size_t errlen);
 /*
  * Take over a checked state: a device that is running is reset first (its
@@ -194,15 +196,15 @@ int virtio_dev_load_check_device(struct virtio_dev *d, struct snap_sec *s, struc
  * device and must not undo it). No side effects beyond that: the transport
  * re-creates its host plumbing and then calls virtio_dev_restored().
  */
-int virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st, struct snap_sec *dev_at,
-			   char *err, size_t errlen);
+KESTREL_MUST_CHECK int virtio_dev_load_commit(struct virtio_dev *d, const struct virtio_dev_snap *st,
+		struct snap_sec *dev_at, char *err, size_t errlen);
 /*
  * After a restore: a device whose driver had reached DRIVER_OK (and that
  * did not need a reset) resumes processing through its restore op (or
  * activate), with the queue indices as restored. 0 or -errno (the device
  * then needs a reset, as after a failed activation).
  */
-int virtio_dev_restored(struct virtio_dev *d);
+KESTREL_MUST_CHECK int virtio_dev_restored(struct virtio_dev *d);
 
 /*
  * Protocol violation by the driver: set DEVICE_NEEDS_RESET, raise a config

@@ -17,10 +17,7 @@
 #include "boot/boot.h"
 #include "core/kvm.h"
 #include "core/vm.h"
-#include "devices/legacy/acpi_pm.h"
-#include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
-#include "devices/legacy/rtc.h"
 #include "devices/legacy/uart.h"
 #include "pci/pci.h"
 #include "loop/loop.h"
@@ -58,31 +55,11 @@ static size_t machine_vcon_rx(void *opaque, const uint8_t *buf, size_t len)
 
 static int machine_add_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen)
 {
-	struct vm *vm = &m->vm;
-	int e = 0;
+	int e;
 
 	m->sink = (struct sysevent_sink){ .fire = machine_sysevent, .opaque = m };
-	vm_irq_init(vm, &m->com1_irq, LAYOUT_IRQ_COM1);
-	uart_init(&m->com1, &m->com1_irq, cfg->virtio_console ? NULL : &m->console);
-	vm_irq_init(vm, &m->kbd_irq, LAYOUT_IRQ_KBD);
-	i8042_init(&m->kbd, &m->sink, &m->kbd_irq);
-	rtc_init(&m->rtc, vm->gm.ram_size);
-	m->dbg.sink = m->sink;
-	acpi_pm_init(&m->pm, &m->sink, LAYOUT_ACPI_S5_TYPE);
-	pci_host_init(&m->pci, &vm->pio, &vm->mmio, &m->sink);
-
-	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_COM1, UART_REG_COUNT, BUS_SZ_1, &uart_ops, &m->com1, "uart-com1");
-	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_I8042, 1, BUS_SZ_1, &i8042_data_ops, &m->kbd, "i8042");
-	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_I8042 + 4, 1, BUS_SZ_1, &i8042_ctl_ops, &m->kbd, "i8042");
-	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_RTC, 2, BUS_SZ_1, &rtc_ops, &m->rtc, "rtc");
-	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_DEBUG_EXIT, 1, BUS_SZ_ANY, &debug_exit_ops, &m->dbg, "debug-exit");
-	e = e ?: bus_register(&vm->pio, LAYOUT_PORT_ACPI_PM, 2, BUS_SZ_1, &acpi_pm_ops, &m->pm, "acpi-pm");
-	e = e ?: pci_host_register(&m->pci, LAYOUT_ECAM_START);
-	if (e) {
-		snprintf(err, errlen, "registering devices: %s", strerror(-e));
-		return e;
-	}
-	return machine_add_virtio_devices(m, cfg, err, errlen);
+	e = machine_legacy_init(m, err, errlen);
+	return e < 0 ? e : machine_add_virtio_devices(m, cfg, err, errlen);
 }
 
 /* --- console --------------------------------------------------------- */
@@ -347,7 +324,9 @@ void machine_free(struct machine *m)
 		chardev_tty_restore(&m->console);
 	}
 	metrics_stop(m);
+	/* Devices come down in the reverse order of machine_add_devices(), before the buses go. */
 	machine_free_virtio_devices(m);
+	machine_legacy_exit(m);
 	if (m->vm_created)
 		vm_destroy(&m->vm);
 	if (m->kvm_open)

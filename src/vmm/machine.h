@@ -5,6 +5,8 @@
 #ifndef KESTREL_MACHINE_H
 #define KESTREL_MACHINE_H
 
+#include "util/compiler.h"
+
 #include <net/if.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -83,7 +85,7 @@ struct machine_config {
  * The --net syntax, "tap=NAME|user[,hostfwd=...][,mac=M][,mtu=N][,model=virtio|e1000]",
  * into a net_config (the MAC is always set). 0 or -EINVAL with a one-line reason.
  */
-int machine_net_parse(const char *spec, struct net_config *out, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_net_parse(const char *spec, struct net_config *out, char *err, size_t errlen);
 /* The MAC a NIC without mac= gets: 52:54:00 plus a hash of its backend. */
 void machine_net_default_mac(const struct net_config *n, uint8_t mac[6]);
 /* NIC i's id: its own, or "ethN" by position. */
@@ -101,16 +103,16 @@ struct snap_reader;
  * snapshot memory file and loads no kernel (machine_load follows).
  * 0 / -errno with a one-line reason in err.
  */
-struct machine *machine_new(const struct machine_config *cfg, struct loop *loop, const char *mem_file,
-			    char *err, size_t errlen);
+KESTREL_MUST_CHECK struct machine *machine_new(const struct machine_config *cfg, struct loop *loop,
+		const char *mem_file, char *err, size_t errlen);
 /*
  * Start I/O threads and vCPUs; pause a running machine, resume a paused one.
  * The machine keeps no life-cycle state: the vmm (vmm.h) owns it and calls
  * these only in the states they are meant for.
  */
-int machine_start(struct machine *m, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_start(struct machine *m, char *err, size_t errlen);
 int machine_pause(struct machine *m);
-int machine_resume(struct machine *m, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_resume(struct machine *m, char *err, size_t errlen);
 /* An eventfd that becomes readable when the VM wants to stop (register it on the loop). */
 int machine_stop_fd(const struct machine *m);
 void machine_request_stop(struct machine *m, int status);
@@ -119,7 +121,7 @@ int machine_finish(struct machine *m);
 void machine_free(struct machine *m);
 
 /* Snapshots (VM paused): the state file and the memory file. diff: dirty pages only. */
-int machine_snapshot(struct machine *m, bool diff, const char *state_path, const char *mem_path,
+KESTREL_MUST_CHECK int machine_snapshot(struct machine *m, bool diff, const char *state_path, const char *mem_path,
 		     char *err, size_t errlen);
 /*
  * The machine configuration stored in a snapshot ("machine" section, field by
@@ -128,15 +130,16 @@ int machine_snapshot(struct machine *m, bool diff, const char *state_path, const
  * by machine_config_release().
  */
 void machine_config_save(const struct machine_config *cfg, struct snap_writer *w);
-int machine_config_load(struct machine_config *cfg, const struct snap_reader *r, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_config_load(struct machine_config *cfg, const struct snap_reader *r, char *err,
+		size_t errlen);
 void machine_config_release(struct machine_config *cfg);
 /* Device and vCPU state from a snapshot into a machine built by machine_new(cfg, .., mem_file). */
-int machine_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
-int machine_track_dirty(struct machine *m, bool on);
+KESTREL_MUST_CHECK int machine_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_track_dirty(struct machine *m, bool on);
 
 /* SendCtrlAltDel; metrics (PUT /metrics, FlushMetrics). */
-int machine_ctrl_alt_del(struct machine *m);
-int machine_set_metrics(struct machine *m, const char *path, char *err, size_t errlen);
-int machine_flush_metrics(struct machine *m, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_ctrl_alt_del(struct machine *m);
+KESTREL_MUST_CHECK int machine_set_metrics(struct machine *m, const char *path, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_flush_metrics(struct machine *m, char *err, size_t errlen);
 
 #endif

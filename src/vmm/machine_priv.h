@@ -1,6 +1,8 @@
-/* The machine's parts, shared by machine.c (legacy devices, boot, run) and machine_virtio.c. */
+/* The machine's parts, shared by machine.c (boot, run), machine_legacy.c, machine_virtio.c, machine_snap.c. */
 #ifndef KESTREL_MACHINE_PRIV_H
 #define KESTREL_MACHINE_PRIV_H
+
+#include "util/compiler.h"
 
 #include <stdio.h>
 
@@ -69,6 +71,7 @@ struct machine {
 	struct acpi_pm pm;
 	struct pci_host pci;
 	struct sysevent_sink sink;
+	unsigned nlegacy;              /* legacy devices set up (machine_legacy.c), torn down backwards */
 	struct msi_host msi;
 
 	struct machine_vdev vdevs[MACHINE_MAX_VDEVS];
@@ -86,12 +89,29 @@ struct machine {
 };
 
 /* machine.c: SIGINT/SIGTERM/SIGHUP blocked and delivered to a signalfd (the main loop's). */
-int machine_signalfd(void);
+KESTREL_MUST_CHECK int machine_signalfd(void);
+
+/*
+ * machine_legacy.c: the legacy devices (COM1, i8042, RTC, debug exit, ACPI PM,
+ * PCI host) from one table. Init sets them up in order (m->sink and m->cfg
+ * set first) and stops at the first failure with a one-line error; exit
+ * takes down, in reverse, those that were set up (none: a no-op). Save
+ * writes one section per stateful device; load checks and loads each, 0 or
+ * -errno with a one-line error naming the section.
+ */
+struct snap_writer;
+struct snap_reader;
+KESTREL_MUST_CHECK int machine_legacy_init(struct machine *m, char *err, size_t errlen);
+void machine_legacy_exit(struct machine *m);
+void machine_legacy_save(struct machine *m, struct snap_writer *w);
+KESTREL_MUST_CHECK int machine_legacy_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
+size_t machine_legacy_count(void);   /* the table's length (tests) */
 
 /* machine_virtio.c */
-int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_add_virtio_devices(struct machine *m, const struct machine_config *cfg,
+		char *err, size_t errlen);
 void machine_free_virtio_devices(struct machine *m);
-int machine_start_iothreads(struct machine *m);
+KESTREL_MUST_CHECK int machine_start_iothreads(struct machine *m);
 /*
  * Pause (main thread, vCPUs already paused): stop every virtio and e1000 I/O
  * thread, then quiesce each device, so nothing is in flight and every
@@ -100,7 +120,7 @@ int machine_start_iothreads(struct machine *m);
  * themselves. 0 or -errno.
  */
 void machine_virtio_pause(struct machine *m);
-int machine_virtio_resume(struct machine *m);
+KESTREL_MUST_CHECK int machine_virtio_resume(struct machine *m);
 /*
  * Snapshot, paused: one section "vdev.N" per virtio device (its transport,
  * core, device and PCI config state) and one "e1000.N" per e1000 NIC.
@@ -112,7 +132,7 @@ int machine_virtio_resume(struct machine *m);
 struct snap_writer;
 struct snap_reader;
 void machine_virtio_save(struct machine *m, struct snap_writer *w);
-int machine_virtio_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
+KESTREL_MUST_CHECK int machine_virtio_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen);
 void machine_print_virtio_stats(struct machine *m, FILE *out);
 
 #endif

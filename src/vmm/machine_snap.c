@@ -76,25 +76,6 @@ int machine_track_dirty(struct machine *m, bool on)
 
 /* --- the machine ------------------------------------------------------ */
 
-static void machine_save_legacy(struct machine *m, struct snap_writer *w)
-{
-	snap_begin(w, "uart.com1", UART_SNAP_VERSION);
-	uart_save(&m->com1, w);
-	snap_end(w);
-	snap_begin(w, "i8042", I8042_SNAP_VERSION);
-	i8042_save(&m->kbd, w);
-	snap_end(w);
-	snap_begin(w, "rtc", RTC_SNAP_VERSION);
-	rtc_save(&m->rtc, w);
-	snap_end(w);
-	snap_begin(w, "acpi_pm", ACPI_PM_SNAP_VERSION);
-	acpi_pm_save(&m->pm, w);
-	snap_end(w);
-	snap_begin(w, "pci.host", PCI_HOST_SNAP_VERSION);
-	pci_host_save(&m->pci, w);
-	snap_end(w);
-}
-
 /*
  * A restored VM copies the pages it never wrote from the memory file it maps:
  * that file must still be the one it was restored from. Truncated, its pages
@@ -240,7 +221,7 @@ int machine_snapshot(struct machine *m, bool diff, const char *state_path, const
 	e = vm_save_state(&m->vm, &w, err, errlen);
 	if (e < 0)
 		goto out;
-	machine_save_legacy(m, &w);
+	machine_legacy_save(m, &w);
 	machine_virtio_save(m, &w);
 	/*
 	 * The dirty logs: a Diff writes what they hold; a Full resets them, so
@@ -283,24 +264,6 @@ out:
 	return e;
 }
 
-/* Find a section, check its version, load it with fn, check it was consumed exactly. */
-#define MACHINE_LOAD_SEC(r, name, ver, fn, dev, err, errlen)                                        \
-	({                                                                                           \
-		struct snap_sec _s;                                                                  \
-		int _e = snap_find(r, name, &_s);                                                    \
-		if (_e < 0)                                                                          \
-			snprintf(err, errlen, "snapshot has no '%s' section", name);                \
-		else if (_s.version != (ver)) {                                              \
-			snprintf(err, errlen, "snapshot section '%s' has version %u; this kestrel reads %u", \
-				 name, _s.version, (unsigned)(ver));                                \
-			_e = -EINVAL;                                                                \
-		} else if ((_e = fn(dev, &_s)) < 0 || (_e = snap_sec_end(&_s)) < 0) {                \
-			snprintf(err, errlen, "snapshot section '%s' is invalid for this machine", name); \
-			_e = -EINVAL;                                                                \
-		}                                                                                    \
-		_e;                                                                                  \
-	})
-
 int machine_load(struct machine *m, const struct snap_reader *r, char *err, size_t errlen)
 {
 	struct memfile_info mi;
@@ -325,19 +288,7 @@ int machine_load(struct machine *m, const struct snap_reader *r, char *err, size
 	m->have_last_gen = true;
 	m->last_complete = true;
 	m->restored = true;
-	e = MACHINE_LOAD_SEC(r, "uart.com1", UART_SNAP_VERSION, uart_load, &m->com1, err, errlen);
-	if (e < 0)
-		return e;
-	e = MACHINE_LOAD_SEC(r, "i8042", I8042_SNAP_VERSION, i8042_load, &m->kbd, err, errlen);
-	if (e < 0)
-		return e;
-	e = MACHINE_LOAD_SEC(r, "rtc", RTC_SNAP_VERSION, rtc_load, &m->rtc, err, errlen);
-	if (e < 0)
-		return e;
-	e = MACHINE_LOAD_SEC(r, "acpi_pm", ACPI_PM_SNAP_VERSION, acpi_pm_load, &m->pm, err, errlen);
-	if (e < 0)
-		return e;
-	e = MACHINE_LOAD_SEC(r, "pci.host", PCI_HOST_SNAP_VERSION, pci_host_load, &m->pci, err, errlen);
+	e = machine_legacy_load(m, r, err, errlen);
 	if (e < 0)
 		return e;
 	e = machine_virtio_load(m, r, err, errlen);

@@ -1,8 +1,8 @@
 /*
  * The VMM process: one main loop that owns the machine. Control requests
- * arrive from other threads (the API server) through vmm_call(), which
- * queues a closure, wakes the loop with an eventfd and waits for the result,
- * so the machine is only ever touched from the main thread.
+ * arrive from other threads (the API server) through vmm_call(), which posts
+ * the closure to the main loop as loop work and waits for the result, so the
+ * machine is only ever touched from the main thread.
  */
 #include "vmm.h"
 
@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,20 +22,27 @@
 #include "snapshot/snap.h"
 #include "util/log.h"
 
+/* One vmm_call() in flight, on its caller's stack until done. */
 struct vmm_req {
+	struct vmm *v;
 	int (*fn)(struct vmm *v, void *opaque);
 	void *opaque;
 	int result;
 	bool done;
-	struct vmm_req *next;
+	struct loop_work work;
+	struct vmm_req *next;   /* in v->pending while not done */
 };
 
 struct vmm {
 	struct loop *loop;
-	int sigfd, callfd;
+	int sigfd;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct vmm_req *head, **tail;
+	/*
+	 * Calls posted and not done yet: the loop runs them; this list is only
+	 * so that those still queued when the loop ends get -ESHUTDOWN.
+	 */
+	struct vmm_req *pending;
 	bool exiting;
 	struct vmm_info published;   /* under lock: vmm_peek_info's copy, refreshed on the VMM thread */
 
@@ -50,33 +56,30 @@ struct vmm {
 	bool loaded;
 };
 
-static void vmm_run_calls(void *opaque, uint32_t events)
+/* Caller holds v->lock. */
+static void vmm_req_finish(struct vmm_req *r, int result)
 {
-	struct vmm *v = opaque;
-	uint64_t n;
+	struct vmm_req **pp = &r->v->pending;
 
-	if (read(v->callfd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		return;
-	for (;;) {
-		struct vmm_req *r;
+	while (*pp != r)
+		pp = &(*pp)->next;
+	*pp = r->next;
+	r->result = result;
+	r->done = true;   /* the caller may return (and r go) as soon as the lock is dropped */
+	pthread_cond_broadcast(&r->v->cond);
+}
 
-		pthread_mutex_lock(&v->lock);
-		r = v->head;
-		if (r) {
-			v->head = r->next;
-			if (!v->head)
-				v->tail = &v->head;
-		}
-		pthread_mutex_unlock(&v->lock);
-		if (!r)
-			break;
-		r->result = r->fn(v, r->opaque);
-		pthread_mutex_lock(&v->lock);
-		vmm_get_info(v, &v->published);   /* before done: the caller sees its own change */
-		r->done = true;
-		pthread_cond_broadcast(&v->cond);
-		pthread_mutex_unlock(&v->lock);
-	}
+/* Loop work, on the VMM thread. */
+static void vmm_run_call(void *opaque)
+{
+	struct vmm_req *r = opaque;
+	struct vmm *v = r->v;
+	int result = r->fn(v, r->opaque);
+
+	pthread_mutex_lock(&v->lock);
+	vmm_get_info(v, &v->published);   /* before done: the caller sees its own change */
+	vmm_req_finish(r, result);
+	pthread_mutex_unlock(&v->lock);
 }
 
 static void vmm_signal_cb(void *opaque, uint32_t events)
@@ -108,17 +111,14 @@ struct vmm *vmm_new(void)
 
 	if (!v)
 		return NULL;
-	v->sigfd = v->callfd = -1;
-	v->tail = &v->head;
+	v->sigfd = -1;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->cond, NULL);
 	v->loop = loop_new();
 	v->console = strdup("stdio");
 	v->sigfd = machine_signalfd();
-	v->callfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!v->loop || !v->console || v->sigfd < 0 || v->callfd < 0 ||
-	    loop_add(v->loop, v->sigfd, EPOLLIN, vmm_signal_cb, v) < 0 ||
-	    loop_add(v->loop, v->callfd, EPOLLIN, vmm_run_calls, v) < 0) {
+	if (!v->loop || !v->console || v->sigfd < 0 ||
+	    loop_add(v->loop, v->sigfd, EPOLLIN, vmm_signal_cb, v) < 0) {
 		vmm_free(v);
 		return NULL;
 	}
@@ -144,14 +144,10 @@ void vmm_free(struct vmm *v)
 	if (v->loop) {
 		if (v->sigfd >= 0)
 			loop_del(v->loop, v->sigfd);
-		if (v->callfd >= 0)
-			loop_del(v->loop, v->callfd);
 		loop_free(v->loop);
 	}
 	if (v->sigfd >= 0)
 		close(v->sigfd);
-	if (v->callfd >= 0)
-		close(v->callfd);
 	free(v->console);
 	free(v->metrics_path);
 	free(v);
@@ -174,20 +170,18 @@ void vmm_set_console(struct vmm *v, const char *spec)
 
 int vmm_call(struct vmm *v, int (*fn)(struct vmm *v, void *opaque), void *opaque)
 {
-	struct vmm_req r = { .fn = fn, .opaque = opaque };
-	uint64_t one = 1;
+	struct vmm_req r = { .v = v, .fn = fn, .opaque = opaque };
 
+	loop_work_init(&r.work, vmm_run_call, &r);
 	pthread_mutex_lock(&v->lock);
 	if (v->exiting) {
 		pthread_mutex_unlock(&v->lock);
 		return -ESHUTDOWN;
 	}
-	*v->tail = &r;
-	v->tail = &r.next;
-	pthread_mutex_unlock(&v->lock);
-	if (write(v->callfd, &one, sizeof(one)) < 0)
-		log_warn("main", "waking the main loop: %s", strerror(errno));
-	pthread_mutex_lock(&v->lock);
+	r.next = v->pending;
+	v->pending = &r;
+	/* Under v->lock: vmm_run() cannot have drained the pending list in between. */
+	loop_work_post(v->loop, &r.work);
 	while (!r.done)
 		pthread_cond_wait(&v->cond, &v->lock);
 	pthread_mutex_unlock(&v->lock);
@@ -544,25 +538,15 @@ int vmm_run(struct vmm *v)
 	loop_run(v->loop);
 	pthread_mutex_lock(&v->lock);
 	v->exiting = true;
-	pthread_mutex_unlock(&v->lock);
-	/* Requests that raced with the end get -ESHUTDOWN. */
-	for (;;) {
-		struct vmm_req *r;
-
-		pthread_mutex_lock(&v->lock);
-		r = v->head;
-		if (r) {
-			v->head = r->next;
-			if (!v->head)
-				v->tail = &v->head;
-			r->result = -ESHUTDOWN;
-			r->done = true;
-			pthread_cond_broadcast(&v->cond);
-		}
-		pthread_mutex_unlock(&v->lock);
-		if (!r)
-			break;
+	/*
+	 * Calls posted that the loop did not run get -ESHUTDOWN. The loop has
+	 * stopped on this thread, so none is running; no new ones come.
+	 */
+	while (v->pending) {
+		loop_work_cancel(v->loop, &v->pending->work);
+		vmm_req_finish(v->pending, -ESHUTDOWN);
 	}
+	pthread_mutex_unlock(&v->lock);
 	status = v->status;
 	if (v->m) {
 		if (vmm_vcpus_started(v))

@@ -10,6 +10,8 @@
 #ifndef KESTREL_VMM_H
 #define KESTREL_VMM_H
 
+#include "util/compiler.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,7 +82,7 @@ struct vmm_info {
 };
 
 /* The process-wide controller; one per process. NULL on out of memory. */
-struct vmm *vmm_new(void);
+KESTREL_MUST_CHECK struct vmm *vmm_new(void);
 void vmm_free(struct vmm *v);
 struct loop *vmm_loop(struct vmm *v);
 /* Where the console of a VM restored by vmm_snapshot_load goes (chardev spec; default stdio). */
@@ -90,32 +92,33 @@ void vmm_set_console(struct vmm *v, const char *spec);
  * Run `fn(opaque)` on the VMM thread and wait for it to return (any thread but
  * the VMM thread). Returns fn's result, or -ESHUTDOWN once the VMM is exiting.
  */
-int vmm_call(struct vmm *v, int (*fn)(struct vmm *v, void *opaque), void *opaque);
+KESTREL_MUST_CHECK int vmm_call(struct vmm *v, int (*fn)(struct vmm *v, void *opaque), void *opaque);
 
 /*
  * 0 when `op` is allowed now, else -EINVAL with the rule, worded for the
  * user, in err. `what` names the resource for VMM_OP_CONFIGURE (else NULL).
  */
-int vmm_allowed(struct vmm *v, enum vmm_op op, const char *what, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_allowed(struct vmm *v, enum vmm_op op, const char *what, char *err, size_t errlen);
 /* The state's name as the API reports it ("Not started", "Running", "Paused", "Ended"). */
 const char *vmm_state_name(enum vmm_state s);
 
 /* Build and boot the machine (InstanceStart). `cfg` and its strings must stay valid
  * for the life of the VM. 0, or -errno with a one-line reason in err. */
-int vmm_start(struct vmm *v, const struct machine_config *cfg, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_start(struct vmm *v, const struct machine_config *cfg, char *err, size_t errlen);
 /* Pausing a paused VM and resuming a running one do nothing (as in Firecracker). */
-int vmm_pause(struct vmm *v, char *err, size_t errlen);
-int vmm_resume(struct vmm *v, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_pause(struct vmm *v, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_resume(struct vmm *v, char *err, size_t errlen);
 /* The VM must be paused (as in Firecracker). */
-int vmm_snapshot_create(struct vmm *v, const struct vmm_snapshot_params *p, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_snapshot_create(struct vmm *v, const struct vmm_snapshot_params *p, char *err,
+		size_t errlen);
 /* Only before the VM started; on failure nothing is left half-loaded (still not started). */
-int vmm_snapshot_load(struct vmm *v, const struct vmm_load_params *p, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_snapshot_load(struct vmm *v, const struct vmm_load_params *p, char *err, size_t errlen);
 /* SendCtrlAltDel: the i8042 reports Ctrl+Alt+Del to the guest. */
-int vmm_ctrl_alt_del(struct vmm *v, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_ctrl_alt_del(struct vmm *v, char *err, size_t errlen);
 /* FlushMetrics: write one metrics line now (needs a metrics path). */
-int vmm_flush_metrics(struct vmm *v, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_flush_metrics(struct vmm *v, char *err, size_t errlen);
 /* PUT /metrics: where metrics go; before or after start. */
-int vmm_set_metrics_path(struct vmm *v, const char *path, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vmm_set_metrics_path(struct vmm *v, const char *path, char *err, size_t errlen);
 void vmm_get_info(struct vmm *v, struct vmm_info *out);
 /*
  * vmm_get_info for any thread, without waiting for the VMM thread (which may

@@ -45,7 +45,7 @@ static void test_register_and_dispatch(void **state)
 	struct fake_dev a = { .read_val = 0x1122334455667788ull }, c = { 0 };
 	uint64_t v;
 
-	bus_init(&b, "mmio");
+	assert_int_equal(bus_init(&b, "mmio"), 0);
 	assert_int_equal(bus_register(&b, 0x1000, 0x100, BUS_SZ_ANY, &fake_ops, &a, "a"), 0);
 	assert_int_equal(bus_register(&b, 0x3000, 0x10, BUS_SZ_4, &fake_ops, &c, "c"), 0);
 
@@ -68,7 +68,7 @@ static void test_overlap_rejected(void **state)
 	struct bus b;
 	struct fake_dev d = { 0 };
 
-	bus_init(&b, "pio");
+	assert_int_equal(bus_init(&b, "pio"), 0);
 	assert_int_equal(bus_register(&b, 0x100, 0x10, BUS_SZ_1, &fake_ops, &d, "x"), 0);
 	assert_int_equal(bus_register(&b, 0x10f, 1, BUS_SZ_1, &fake_ops, &d, "y"), -EEXIST);
 	assert_int_equal(bus_register(&b, 0xf8, 0x10, BUS_SZ_1, &fake_ops, &d, "y"), -EEXIST);
@@ -88,7 +88,7 @@ static void test_bad_registrations(void **state)
 	struct bus b;
 	struct fake_dev d = { 0 };
 
-	bus_init(&b, "mmio");
+	assert_int_equal(bus_init(&b, "mmio"), 0);
 	assert_int_equal(bus_register(&b, 0x100, 0, BUS_SZ_1, &fake_ops, &d, "empty"), -EINVAL);
 	assert_int_equal(bus_register(&b, ~0ull - 4, 0x10, BUS_SZ_1, &fake_ops, &d, "wrap"), -EINVAL);
 	assert_int_equal(bus_register(&b, 0x100, 0x10, 0, &fake_ops, &d, "nosizes"), -EINVAL);
@@ -105,7 +105,7 @@ static void test_unmapped_and_straddle(void **state)
 	struct fake_dev d = { .read_val = 0 };
 	uint64_t v;
 
-	bus_init(&b, "mmio");
+	assert_int_equal(bus_init(&b, "mmio"), 0);
 	assert_int_equal(bus_register(&b, 0x1000, 0x10, BUS_SZ_ANY, &fake_ops, &d, "d"), 0);
 	assert_int_equal(bus_read(&b, 0x2000, 4, &v), -ENOENT);
 	assert_int_equal(v, 0xffffffffull);
@@ -128,7 +128,7 @@ static void test_size_refused(void **state)
 	struct fake_dev d = { 0 };
 	uint64_t v;
 
-	bus_init(&b, "pio");
+	assert_int_equal(bus_init(&b, "pio"), 0);
 	assert_int_equal(bus_register(&b, 0x3f8, 8, BUS_SZ_1, &fake_ops, &d, "uart"), 0);
 	assert_int_equal(bus_write(&b, 0x3f8, 4, 0x41424344), -EINVAL);
 	assert_int_equal(bus_read(&b, 0x3f8, 2, &v), -EINVAL);
@@ -146,7 +146,7 @@ static void test_unregister_from_handler(void **state)
 	struct bus b;
 	struct fake_dev d = { 0 };
 
-	bus_init(&b, "mmio");
+	assert_int_equal(bus_init(&b, "mmio"), 0);
 	d.remap_bus = &b;
 	d.remap_base = 0x5000;
 	assert_int_equal(bus_register(&b, 0x5000, 0x1000, BUS_SZ_4, &fake_ops, &d, "bar"), 0);
@@ -162,7 +162,7 @@ static void test_many_ranges_lookup(void **state)
 	struct fake_dev d[40];
 	uint64_t v;
 
-	bus_init(&b, "pio");
+	assert_int_equal(bus_init(&b, "pio"), 0);
 	/* Register out of order to exercise the sorted insert. */
 	for (int i = 39; i >= 0; i--) {
 		d[i] = (struct fake_dev){ .read_val = (uint64_t)i };

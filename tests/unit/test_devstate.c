@@ -431,9 +431,9 @@ struct pci_fx {
 static void pci_fx_init(struct pci_fx *f, uint16_t device_id)
 {
 	memset(f, 0, sizeof(*f));
-	bus_init(&f->pio, "pio");
-	bus_init(&f->mmio, "mmio");
-	pci_host_init(&f->host, &f->pio, &f->mmio, NULL);
+	assert_int_equal(bus_init(&f->pio, "pio"), 0);
+	assert_int_equal(bus_init(&f->mmio, "mmio"), 0);
+	assert_int_equal(pci_host_init(&f->host, &f->pio, &f->mmio, NULL), 0);
 	pci_dev_init(&f->dev, 0x1234, device_id, 0x058000, 2, "testdev");
 	f->dev.ops = &remap_ops;
 	f->dev.opaque = &f->log;
@@ -675,9 +675,9 @@ static struct nic *nic_new(bool with_msi, bool program)
 
 	assert_non_null(n);
 	log_set_level(LOG_ERROR);
-	bus_init(&n->pio, "pio");
-	bus_init(&n->mmio, "mmio");
-	pci_host_init(&n->host, &n->pio, &n->mmio, NULL);
+	assert_int_equal(bus_init(&n->pio, "pio"), 0);
+	assert_int_equal(bus_init(&n->mmio, "mmio"), 0);
+	assert_int_equal(pci_host_init(&n->host, &n->pio, &n->mmio, NULL), 0);
 	n->ram = calloc(1, RAM_SIZE);
 	assert_non_null(n->ram);
 	gm_init_fake(&n->gm, RAM_GPA, n->ram, RAM_SIZE);

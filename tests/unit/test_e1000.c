@@ -176,9 +176,9 @@ static int fx_setup(struct fx *f, bool vnet_hdr, bool with_msi)
 
 	memset(f, 0, sizeof(*f));
 	log_set_level(LOG_ERROR);
-	bus_init(&f->pio, "pio");
-	bus_init(&f->mmio, "mmio");
-	pci_host_init(&f->host, &f->pio, &f->mmio, NULL);
+	assert_int_equal(bus_init(&f->pio, "pio"), 0);
+	assert_int_equal(bus_init(&f->mmio, "mmio"), 0);
+	assert_int_equal(pci_host_init(&f->host, &f->pio, &f->mmio, NULL), 0);
 	f->ram = calloc(1, RAM_SIZE);
 	assert_non_null(f->ram);
 	gm_init_fake(&f->gm, RAM_GPA, f->ram, RAM_SIZE);

@@ -507,6 +507,40 @@ static void test_work_cancel_in_callback(void **state)
 	loop_free(c.l);
 }
 
+/* Work whose callback frees the memory the work lives in (vmm_call's stack request ends that way). */
+struct self_freeing {
+	struct loop_work w;
+	unsigned *runs;
+};
+
+static void self_free_fn(void *opaque)
+{
+	struct self_freeing *f = opaque;
+
+	(*f->runs)++;
+	free(f);   /* the loop must not touch f->w after this (ASan: heap-use-after-free) */
+}
+
+static void test_work_freed_by_its_callback(void **state)
+{
+	struct loop *l = loop_new();
+	unsigned runs = 0;
+
+	(void)state;
+	assert_non_null(l);
+	for (unsigned i = 0; i < 3; i++) {
+		struct self_freeing *f = calloc(1, sizeof(*f));
+
+		assert_non_null(f);
+		f->runs = &runs;
+		loop_work_init(&f->w, self_free_fn, f);
+		loop_work_post(l, &f->w);
+	}
+	assert_int_equal(loop_run_once(l, 1000), 3);
+	assert_int_equal(runs, 3);
+	loop_free(l);
+}
+
 static void test_free_with_pending_posts(void **state)
 {
 	struct loop *l = loop_new();
@@ -583,6 +617,7 @@ int main(void)
 		cmocka_unit_test(test_post_other_thread),
 		cmocka_unit_test(test_work_coalesces),
 		cmocka_unit_test(test_work_cancel_in_callback),
+		cmocka_unit_test(test_work_freed_by_its_callback),
 		cmocka_unit_test(test_free_with_pending_posts),
 		cmocka_unit_test(test_timer_armed_from_other_thread),
 	};

@@ -48,9 +48,9 @@ static int setup(void **state)
 	struct sysevent_sink sink = { on_event, &f };
 
 	memset(&f, 0, sizeof(f));
-	bus_init(&f.pio, "pio");
-	bus_init(&f.mmio, "mmio");
-	pci_host_init(&f.host, &f.pio, &f.mmio, &sink);
+	assert_int_equal(bus_init(&f.pio, "pio"), 0);
+	assert_int_equal(bus_init(&f.mmio, "mmio"), 0);
+	assert_int_equal(pci_host_init(&f.host, &f.pio, &f.mmio, &sink), 0);
 	assert_int_equal(pci_host_register(&f.host, LAYOUT_ECAM_START), 0);
 	*state = &f;
 	return 0;
@@ -153,8 +153,8 @@ static void test_bar_decode_follows_command(void **state)
 	uint64_t v;
 
 	pci_dev_init(&f->dev, 0x1af4, 0x1041, 0x020000, 1, "test-dev");
-	pci_dev_set_bar(&f->dev, 0, 0x1000, 0, &bar_ops, &f->bd);
-	pci_host_add(&f->host, &f->dev, 1);
+	assert_int_equal(pci_dev_set_bar(&f->dev, 0, 0x1000, 0, &bar_ops, &f->bd), 0);
+	assert_true(pci_host_add(&f->host, &f->dev, 1) > 0);
 	conf1_write(f, 1, PCI_BAR0, 4, 0xc0001000u);
 	/* Not decoded until memory space is enabled. */
 	assert_int_equal(bus_read(&f->mmio, 0xc0001000u, 4, &v), -ENOENT);
@@ -178,8 +178,8 @@ static void test_hostile_bar_overlap(void **state)
 	uint64_t v;
 
 	pci_dev_init(&f->dev, 0x1af4, 0x1041, 0x020000, 1, "test-dev");
-	pci_dev_set_bar(&f->dev, 0, 0x100000, 0, &bar_ops, &f->bd);
-	pci_host_add(&f->host, &f->dev, 1);
+	assert_int_equal(pci_dev_set_bar(&f->dev, 0, 0x100000, 0, &bar_ops, &f->bd), 0);
+	assert_true(pci_host_add(&f->host, &f->dev, 1) > 0);
 	/* Over the ECAM window: refused, ECAM keeps working, nothing crashes. */
 	conf1_write(f, 1, PCI_BAR0, 4, LAYOUT_ECAM_START);
 	conf1_write(f, 1, PCI_COMMAND, 2, PCI_CMD_MEM);

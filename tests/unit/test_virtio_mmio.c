@@ -51,7 +51,7 @@ static int setup(void **state)
 	static struct msi_host msi;
 
 	memset(&f, 0, sizeof(f));
-	bus_init(&f.mmio, "mmio");
+	assert_int_equal(bus_init(&f.mmio, "mmio"), 0);
 	f.loop = loop_new();
 	assert_int_equal(vrd_init(&f.d, 8), 0);
 	rng_init(&f.rng, &f.d.gm);

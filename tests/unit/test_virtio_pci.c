@@ -69,9 +69,9 @@ static int setup(void **state)
 	static struct fx f;
 
 	memset(&f, 0, sizeof(f));
-	bus_init(&f.pio, "pio");
-	bus_init(&f.mmio, "mmio");
-	pci_host_init(&f.host, &f.pio, &f.mmio, NULL);
+	assert_int_equal(bus_init(&f.pio, "pio"), 0);
+	assert_int_equal(bus_init(&f.mmio, "mmio"), 0);
+	assert_int_equal(pci_host_init(&f.host, &f.pio, &f.mmio, NULL), 0);
 	f.fm.next_gsi = 24;
 	f.msi = (struct msi_host){ &fake_msi_ops, &f.fm };
 	f.loop = loop_new();

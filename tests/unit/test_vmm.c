@@ -4,6 +4,7 @@
  * before any VM is built (no /dev/kvm needed).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "loop/loop.h"
 #include "snapshot/snap.h"
 #include "vmm/vmm.h"
 
@@ -116,11 +118,125 @@ static void test_network_overrides(void **st)
 	unlink(state_path);
 }
 
+/* --- vmm_call: closures posted to the VMM thread --- */
+
+struct vmm_thread {
+	struct vmm *v;
+	pthread_t tid;
+	int status;
+};
+
+static void *vmm_thread_main(void *arg)
+{
+	struct vmm_thread *t = arg;
+
+	t->status = vmm_run(t->v);
+	return NULL;
+}
+
+struct call_ctx {
+	pthread_t ran_on;
+	unsigned count;          /* touched only on the VMM thread */
+	bool ran;
+};
+
+static int call_record(struct vmm *v, void *opaque)
+{
+	struct call_ctx *c = opaque;
+
+	(void)v;
+	c->ran_on = pthread_self();
+	c->ran = true;
+	c->count++;
+	return 42;
+}
+
+static int call_stop(struct vmm *v, void *opaque)
+{
+	(void)opaque;
+	loop_stop(vmm_loop(v));
+	return 7;
+}
+
+struct caller {
+	struct vmm *v;
+	struct call_ctx *c;
+	unsigned n;
+	int last;
+};
+
+static void *caller_main(void *arg)
+{
+	struct caller *k = arg;
+
+	for (unsigned i = 0; i < k->n; i++)
+		k->last = vmm_call(k->v, call_record, k->c);
+	return NULL;
+}
+
+/* fn runs on the thread in vmm_run(), its result comes back; calls from many threads all run once each. */
+static void test_call_runs_on_vmm_thread(void **st)
+{
+	struct vmm_thread t = { .v = vmm_new() };
+	struct call_ctx c = { 0 };
+	struct caller k[4];
+	pthread_t ktid[4];
+
+	(void)st;
+	assert_non_null(t.v);
+	assert_int_equal(pthread_create(&t.tid, NULL, vmm_thread_main, &t), 0);
+	assert_int_equal(vmm_call(t.v, call_record, &c), 42);
+	assert_true(c.ran);
+	assert_true(pthread_equal(c.ran_on, t.tid));
+	for (unsigned i = 0; i < 4; i++) {
+		k[i] = (struct caller){ .v = t.v, .c = &c, .n = 200 };
+		assert_int_equal(pthread_create(&ktid[i], NULL, caller_main, &k[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(ktid[i], NULL);
+		assert_int_equal(k[i].last, 42);
+	}
+	assert_int_equal(c.count, 1 + 4 * 200);
+	assert_int_equal(vmm_call(t.v, call_stop, NULL), 7);
+	pthread_join(t.tid, NULL);
+	/* The loop has ended: no more calls. */
+	c.ran = false;
+	assert_int_equal(vmm_call(t.v, call_record, &c), -ESHUTDOWN);
+	assert_false(c.ran);
+	vmm_free(t.v);
+}
+
+/*
+ * A call posted while the loop is not running, and still queued when the
+ * loop ends, is answered with -ESHUTDOWN and never runs (a caller that comes
+ * after the end gets the same at once).
+ */
+static void test_call_pending_at_end(void **st)
+{
+	struct vmm *v = vmm_new();
+	struct call_ctx c = { 0 };
+	struct caller k = { .v = v, .c = &c, .n = 1 };
+	pthread_t ktid;
+
+	(void)st;
+	assert_non_null(v);
+	assert_int_equal(pthread_create(&ktid, NULL, caller_main, &k), 0);
+	usleep(100 * 1000);          /* let it post (either way the outcome is the same) */
+	loop_stop(vmm_loop(v));      /* vmm_run's loop ends before dispatching anything */
+	assert_int_equal(vmm_run(v), 0);
+	pthread_join(ktid, NULL);
+	assert_int_equal(k.last, -ESHUTDOWN);
+	assert_false(c.ran);
+	vmm_free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rules_not_started),
 		cmocka_unit_test(test_network_overrides),
+		cmocka_unit_test(test_call_runs_on_vmm_thread),
+		cmocka_unit_test(test_call_pending_at_end),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -294,7 +294,7 @@ static void test_queue_unpop_and_dirty(void **state)
 	vq_push(&vq, h0, 1);
 	page = (d.used_gpa - d.ram_gpa) >> 12;
 	assert_true(d.gm.dirty[page / 64] & (1ull << (page % 64)));        /* used ring written */
-	gm_dirty_track(&d.gm, false);
+	assert_int_equal(gm_dirty_track(&d.gm, false), 0);
 	vrd_exit(&d);
 }
 
@@ -326,9 +326,9 @@ static struct pfx *pfx_new(struct vrd *d, bool place_bars)
 	struct pfx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	bus_init(&f->pio, "pio");
-	bus_init(&f->mmio, "mmio");
-	pci_host_init(&f->host, &f->pio, &f->mmio, NULL);
+	assert_int_equal(bus_init(&f->pio, "pio"), 0);
+	assert_int_equal(bus_init(&f->mmio, "mmio"), 0);
+	assert_int_equal(pci_host_init(&f->host, &f->pio, &f->mmio, NULL), 0);
 	f->fm.next_gsi = 24;
 	f->msi = (struct msi_host){ &fake_msi_ops, &f->fm };
 	f->loop = loop_new();

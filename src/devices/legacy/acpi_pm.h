@@ -1,6 +1,8 @@
 #ifndef KESTREL_ACPI_PM_H
 #define KESTREL_ACPI_PM_H
 
+#include "util/compiler.h"
+
 #include <stdint.h>
 
 #include "bus/bus.h"
@@ -29,6 +31,6 @@ extern const struct bus_dev_ops acpi_pm_ops;
  * acts at once; s5_type is configuration). 0 or -EINVAL, untouched then.
  */
 void acpi_pm_save(const struct acpi_pm *pm, struct snap_writer *w);
-int acpi_pm_load(struct acpi_pm *pm, struct snap_sec *s);
+KESTREL_MUST_CHECK int acpi_pm_load(struct acpi_pm *pm, struct snap_sec *s);
 
 #endif

@@ -41,6 +41,11 @@ void i8042_init(struct i8042 *k, const struct sysevent_sink *sink, struct irq *k
 		k->sink = *sink;
 }
 
+void i8042_exit(struct i8042 *k)
+{
+	pthread_mutex_destroy(&k->lock);
+}
+
 static void i8042_update_obf(struct i8042 *k)
 {
 	if (k->q_len)

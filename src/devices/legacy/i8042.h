@@ -1,6 +1,8 @@
 #ifndef KESTREL_I8042_H
 #define KESTREL_I8042_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,6 +40,7 @@ struct i8042 {
 };
 
 void i8042_init(struct i8042 *k, const struct sysevent_sink *sink, struct irq *kbd_irq);
+void i8042_exit(struct i8042 *k);
 /* Queue keyboard scancodes as if typed; returns how many fit. */
 size_t i8042_kbd_input(struct i8042 *k, const uint8_t *codes, size_t n);
 
@@ -53,6 +56,6 @@ extern const struct bus_dev_ops i8042_ctl_ops;
  * the device untouched then.
  */
 void i8042_save(const struct i8042 *k, struct snap_writer *w);
-int i8042_load(struct i8042 *k, struct snap_sec *s);
+KESTREL_MUST_CHECK int i8042_load(struct i8042 *k, struct snap_sec *s);
 
 #endif

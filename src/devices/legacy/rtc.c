@@ -44,6 +44,11 @@ void rtc_init(struct rtc *r, uint64_t ram_size)
 	r->cmos[0x35] = (uint8_t)(ext >> 8);
 }
 
+void rtc_exit(struct rtc *r)
+{
+	pthread_mutex_destroy(&r->lock);
+}
+
 static uint8_t to_bcd(unsigned v)
 {
 	return (uint8_t)(((v / 10) << 4) | (v % 10));

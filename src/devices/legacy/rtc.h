@@ -1,6 +1,8 @@
 #ifndef KESTREL_RTC_H
 #define KESTREL_RTC_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
@@ -26,6 +28,7 @@ struct rtc {
 };
 
 void rtc_init(struct rtc *r, uint64_t ram_size);
+void rtc_exit(struct rtc *r);
 extern const struct bus_dev_ops rtc_ops;
 
 /*
@@ -37,6 +40,6 @@ extern const struct bus_dev_ops rtc_ops;
  * kept ticking on its battery. 0 or -EINVAL, the device untouched then.
  */
 void rtc_save(const struct rtc *r, struct snap_writer *w);
-int rtc_load(struct rtc *r, struct snap_sec *s);
+KESTREL_MUST_CHECK int rtc_load(struct rtc *r, struct snap_sec *s);
 
 #endif

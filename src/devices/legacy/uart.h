@@ -1,6 +1,8 @@
 #ifndef KESTREL_UART_H
 #define KESTREL_UART_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -49,6 +51,6 @@ extern const struct bus_dev_ops uart_ops;
  * restored registers imply.
  */
 void uart_save(const struct uart *u, struct snap_writer *w);
-int uart_load(struct uart *u, struct snap_sec *s);
+KESTREL_MUST_CHECK int uart_load(struct uart *u, struct snap_sec *s);
 
 #endif

@@ -9,6 +9,8 @@
 #ifndef KESTREL_VIRTIO_BLK_H
 #define KESTREL_VIRTIO_BLK_H
 
+#include "util/compiler.h"
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -44,10 +46,10 @@ void blk_config_init(struct blk_config *cfg);
  * --disk argument) on top of blk_config_init() defaults. 0, or -EINVAL with
  * a one-line message in err. PATH cannot contain a comma.
  */
-int blk_parse_spec(const char *spec, struct blk_config *cfg, char *err, size_t errlen);
+KESTREL_MUST_CHECK int blk_parse_spec(const char *spec, struct blk_config *cfg, char *err, size_t errlen);
 
 /* Open the backend and set up the device. 0, or -errno with a one-line message. */
-int blk_new(struct virtio_blk **out, const struct blk_config *cfg, const struct guest_mem *gm,
+KESTREL_MUST_CHECK int blk_new(struct virtio_blk **out, const struct blk_config *cfg, const struct guest_mem *gm,
 	    char *err, size_t errlen);
 /* Waits for I/O in flight, closes the backend. NULL is a no-op. */
 void blk_free(struct virtio_blk *b);
@@ -58,7 +60,7 @@ int blk_event_fd(const struct virtio_blk *b);
 /* Run finished I/O, complete requests, continue queues left for later; notify. */
 void blk_process_completions(struct virtio_blk *b);
 /* Reap completions on this loop's thread from now on. 0 or -errno (-EBUSY: attached). */
-int blk_attach(struct virtio_blk *b, struct loop *l);
+KESTREL_MUST_CHECK int blk_attach(struct virtio_blk *b, struct loop *l);
 /* With the loop stopped, or on its thread; blk_free() detaches too. */
 void blk_detach(struct virtio_blk *b);
 

@@ -1,6 +1,8 @@
 #ifndef KESTREL_VIRTIO_CONSOLE_H
 #define KESTREL_VIRTIO_CONSOLE_H
 
+#include "util/compiler.h"
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,7 +34,7 @@ struct virtio_console {
 
 void vcon_init(struct virtio_console *c, const struct guest_mem *gm, struct chardev *out);
 /* Move input on this loop's thread from now on. 0 or -EBUSY (attached already). */
-int vcon_attach(struct virtio_console *c, struct loop *l);
+KESTREL_MUST_CHECK int vcon_attach(struct virtio_console *c, struct loop *l);
 /* With the loop stopped, or on its thread. Without a loop, input waits in the buffer. */
 void vcon_detach(struct virtio_console *c);
 void vcon_exit(struct virtio_console *c);

@@ -800,7 +800,11 @@ static void vnet_reset(struct virtio_dev *d)
 	vnet_clear_state(n);
 	n->features = 0;
 	n->mrg_rxbuf = false;
-	net_backend_set_offload(n->be, 0);
+	/*
+	 * Best effort: the device stays inactive until the driver activates it
+	 * again, which sets the offloads it negotiates and checks that.
+	 */
+	KESTREL_IGNORE(net_backend_set_offload(n->be, 0));
 	/* The chains held for a partial frame belong to rings that are being reset. */
 	pthread_mutex_unlock(&n->lock);
 	if (n->loop)

@@ -13,6 +13,8 @@
 #ifndef KESTREL_VIRTIO_NET_H
 #define KESTREL_VIRTIO_NET_H
 
+#include "util/compiler.h"
+
 #include <net/if.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -107,13 +109,13 @@ struct vnet_stats {
  * ("tap=NAME" / "user"), so the same command line gives the same MAC.
  * 0 or -EINVAL with a one-line reason in err.
  */
-int vnet_parse_spec(const char *spec, struct vnet_config *cfg, char *err, size_t errlen);
+KESTREL_MUST_CHECK int vnet_parse_spec(const char *spec, struct vnet_config *cfg, char *err, size_t errlen);
 
 /* 52:54:00:xx:xx:xx from `seed` and `index` (for several NICs with the same seed). */
 void vnet_default_mac(const char *seed, unsigned index, uint8_t mac[6]);
 
 /* Open the backend and set up the device. 0 or -errno with err. */
-int vnet_new(struct virtio_net **out, const struct vnet_config *cfg, const struct guest_mem *gm,
+KESTREL_MUST_CHECK int vnet_new(struct virtio_net **out, const struct vnet_config *cfg, const struct guest_mem *gm,
 	    char *err, size_t errlen);
 /* The generic device, for a transport. */
 struct virtio_dev *vnet_virtio(struct virtio_net *n);
@@ -122,7 +124,7 @@ struct virtio_dev *vnet_virtio(struct virtio_net *n);
  * vCPU threads hand over is posted to it from now on. Call once, before
  * that loop runs. 0 or -errno (-EBUSY: attached).
  */
-int vnet_attach(struct virtio_net *n, struct loop *l);
+KESTREL_MUST_CHECK int vnet_attach(struct virtio_net *n, struct loop *l);
 /* Undo vnet_attach(); the loop must not be running (or call it from that loop). */
 void vnet_detach(struct virtio_net *n);
 /* Detaches if needed, closes the backend. NULL is a no-op. */
