@@ -88,7 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ram_len = fz_block(&f, &img, fz_take(&f, 2) % (RAM_SIZE + 1));
 	memcpy(ram, img, ram_len);
 	gm_init_fake(&gm, RAM_GPA, ram, RAM_SIZE);
-	bus_init(&mmio, "mmio");
+	if (bus_init(&mmio, "mmio") < 0)
+		abort();
 	vcon_init(c, &gm, &out);
 	if (vcon_attach(c, loop) < 0)
 		abort();

@@ -132,8 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_routes = 0;
 	events = 0;
 	gm_init_fake(&gm, RAM_GPA, ram, RAM_SIZE);
-	bus_init(&pio, "pio");
-	bus_init(&mmio, "mmio");
+	if (bus_init(&pio, "pio") < 0 || bus_init(&mmio, "mmio") < 0)
+		abort();
 	uart_init(u, &com_irq, &out);
 	i8042_init(k, &sink, &kbd_irq);
 	rtc_init(r, 256ull << 20);

@@ -91,7 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ram_len = fz_block(&f, &img, fz_take(&f, 2) % (RAM_SIZE + 1));
 	memcpy(ram, img, ram_len);
 	gm_init_fake(&gm, RAM_GPA, ram, RAM_SIZE);
-	bus_init(&mmio, "mmio");
+	if (bus_init(&mmio, "mmio") < 0)
+		abort();
 	rng_init(rng, &gm);
 	if (virtio_mmio_init(vm, &rng->vdev, &msi, loop, MMIO_BASE) < 0)
 		abort();

@@ -167,8 +167,8 @@ static inline void rig_init(struct rig *r, enum rig_kind kind)
 	if (!r->ram || !r->loop)
 		abort();
 	gm_init_fake(&r->gm, RIG_RAM_GPA, r->ram, RIG_RAM_SIZE);
-	bus_init(&r->pio, "pio");
-	bus_init(&r->mmio, "mmio");
+	if (bus_init(&r->pio, "pio") < 0 || bus_init(&r->mmio, "mmio") < 0)
+		abort();
 	r->msi = (struct msi_host){ &fz_msi_ops, NULL };
 	r->line = (struct irq){ .ops = &fz_irq_ops };
 	r->out = (struct chardev){ .ops = &rig_cd_ops, .out_fd = -1, .in_fd = -1 };
