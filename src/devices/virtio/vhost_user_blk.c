@@ -208,8 +208,10 @@ static int vublk_activate(struct virtio_dev *d)
 		if (d->queues[q].enabled)
 			e = vublk_start_queue(b, q);
 	if (e < 0) {
-		log_err(d->name, "vhost-user back-end %s: device not started (%s); it needs a reset", b->path,
-			strerror(-e));
+		/* Errors from the back-end were logged once by src/vhost/; the rest are ours to say. */
+		if (e == -EFAULT || e == -ENODEV || e == -EINVAL || e == -ENOTCONN)
+			log_err(d->name, "vhost-user back-end %s: device not started (%s); it needs a reset",
+				b->path, strerror(-e));
 		vublk_stop(b);
 		return e;
 	}
