@@ -23,6 +23,11 @@
 #include <cmocka.h>
 
 #include "devices/virtio/blk.h"
+#include "devices/virtio/rng.h"
+#include "fakes.h"
+#include "loop/loop.h"
+#include "virtio/pci.h"
+#include "vring_driver.h"
 #include "devices/virtio/vhost_user_blk.h"
 #include "mem/gm.h"
 #include "vhost/vhost_user.h"
@@ -413,6 +418,58 @@ static void test_handshake_refusals(void **state)
 	gm_exit(&gm);
 }
 
+/* ---- the virtio-pci side: kick eventfds left to the back-end, irqfds handed out ---- */
+
+static unsigned pci_kicks_seen(bool vhost_user)
+{
+	struct fake_msi fm = { .next_gsi = 24 };
+	struct msi_host msi = { &fake_msi_ops, &fm };
+	struct loop *l = loop_new();
+	struct virtio_pci *vp = calloc(1, sizeof(*vp));
+	struct virtio_rng *r = calloc(1, sizeof(*r));
+	struct vrd drv;
+	uint64_t one = 1, v = 0;
+	unsigned kicks;
+
+	assert_non_null(l);
+	assert_non_null(vp);
+	assert_non_null(r);
+	assert_int_equal(vrd_init(&drv, 16), 0);
+	rng_init(r, &drv.gm);
+	r->vdev.vhost_user = vhost_user;
+	assert_int_equal(virtio_pci_init(vp, &r->vdev, &msi, l), 0);
+	/* The transport hands out queue 0's kick eventfd and, with MSI-X on, its vector's irqfd. */
+	assert_int_equal(r->vdev.tops->queue_kick_fd(&r->vdev, 0), vp->kick_fd[0]);
+	assert_int_equal(r->vdev.tops->queue_kick_fd(&r->vdev, 5), -1);
+	assert_int_equal(r->vdev.tops->queue_irq_fd(&r->vdev, 0), -1);   /* MSI-X off: INTx */
+	vp->msix_enabled = true;
+	r->vdev.queues[0].msix_vector = VPCI_NO_VECTOR;
+	assert_int_equal(r->vdev.tops->queue_irq_fd(&r->vdev, 0), -1);
+	r->vdev.queues[0].msix_vector = 1;
+	assert_int_equal(r->vdev.tops->queue_irq_fd(&r->vdev, 0), vp->vec_fd[1]);
+	vp->msix_enabled = false;
+
+	assert_int_equal(write(vp->kick_fd[0], &one, sizeof(one)), 8);
+	loop_run_once(l, 50);
+	kicks = (unsigned)r->vdev.metrics.kicks;
+	/* Whoever did not read the kick leaves it for the back-end. */
+	if (vhost_user)
+		assert_int_equal(read(vp->kick_fd[0], &v, sizeof(v)), 8);
+	virtio_pci_exit(vp);
+	loop_free(l);
+	vrd_exit(&drv);
+	free(vp);
+	free(r);
+	return kicks;
+}
+
+static void test_pci_leaves_kicks_to_backend(void **state)
+{
+	(void)state;
+	assert_int_equal(pci_kicks_seen(false), 1);   /* a normal device: the I/O thread reads it */
+	assert_int_equal(pci_kicks_seen(true), 0);    /* vhost-user: nobody in kestrel does */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_refused_at_activation),
 		cmocka_unit_test(test_no_irqfd_uses_own_call_fd),
 		cmocka_unit_test(test_handshake_refusals),
+		cmocka_unit_test(test_pci_leaves_kicks_to_backend),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
