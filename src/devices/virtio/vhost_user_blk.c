@@ -69,6 +69,8 @@ struct vhost_user_blk {
 	struct loop *loop;
 	struct vublk_call call[VUBLK_NUM_QUEUES];
 	bool running[VUBLK_NUM_QUEUES];  /* handed to the back-end, not stopped yet */
+	bool watching_hup;               /* the socket is on the loop for hang-ups */
+	bool hung_up;                    /* atomic: the back-end closed the connection */
 };
 
 static struct vhost_user_blk *vublk_of(struct virtio_dev *d)
@@ -113,7 +115,8 @@ static void vublk_stop(struct vhost_user_blk *b)
 		if (!b->running[q])
 			continue;
 		b->running[q] = false;
-		if (vhu_conn_broken(&b->conn))
+		/* Nobody to ask (and the hang-up was logged already). */
+		if (vhu_conn_broken(&b->conn) || __atomic_load_n(&b->hung_up, __ATOMIC_ACQUIRE))
 			continue;
 		if (vhu_get_vring_base(&b->conn, q, &base) == 0)
 			log_debug(b->vdev.name, "queue %u stopped at avail index %u", q, base);
@@ -233,6 +236,22 @@ static void vublk_call_cb(void *opaque, uint32_t events)
 	}
 }
 
+/*
+ * The back-end went away. Nothing serves the queue any more: say so once,
+ * now rather than at the next reset. The requests in flight wait (no
+ * reconnect yet, docs/vhost-user.md); the VM runs on.
+ */
+static void vublk_hup_cb(void *opaque, uint32_t events)
+{
+	struct vhost_user_blk *b = opaque;
+
+	loop_del(b->loop, b->conn.fd);   /* level-triggered: once is enough */
+	b->watching_hup = false;
+	__atomic_store_n(&b->hung_up, true, __ATOMIC_RELEASE);
+	log_err(b->vdev.name, "vhost-user back-end %s closed the connection; the disk's requests will not "
+		"complete", b->path);
+}
+
 static const struct virtio_dev_ops vublk_ops = {
 	.config_read = vublk_config_read,
 	.config_write = vublk_config_write,
@@ -336,6 +355,9 @@ int vublk_attach(struct vhost_user_blk *b, struct loop *l)
 		}
 	}
 	b->loop = l;
+	/* Hang-ups only (no EPOLLIN): replies are read on the thread that asked. */
+	if (loop_add(l, b->conn.fd, EPOLLRDHUP, vublk_hup_cb, b) == 0)
+		b->watching_hup = true;
 	return 0;
 }
 
@@ -343,6 +365,8 @@ void vublk_free(struct vhost_user_blk *b)
 {
 	if (!b)
 		return;
+	if (b->watching_hup)
+		loop_del(b->loop, b->conn.fd);
 	vublk_stop(b);
 	vhu_close(&b->conn);
 	for (unsigned q = 0; q < VUBLK_NUM_QUEUES; q++) {
