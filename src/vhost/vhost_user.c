@@ -126,8 +126,11 @@ int vhu_check_reply(const struct vhu_hdr *h, uint32_t request, size_t want_size,
 /* The connection is unusable from now on: one line says why. */
 static int vhu_fail(struct vhu_conn *c, int e, uint32_t request, const char *why)
 {
-	if (!c->broken)
-		log_err(c->name, "vhost-user back-end: %s: %s; connection given up", vhu_request_name(request), why);
+	if (!c->broken) {
+		snprintf(c->error, sizeof(c->error), "%s: %s", vhu_request_name(request), why);
+		if (!c->quiet)
+			log_err(c->name, "vhost-user back-end: %s; connection given up", c->error);
+	}
 	c->broken = true;
 	return e;
 }
@@ -292,8 +295,10 @@ static int vhu_request(struct vhu_conn *c, struct vhu_msg *m, const int *fds, un
 		return e;
 	if (status) {
 		/* A refusal is not a protocol error: the connection stays usable. */
-		log_err(c->name, "vhost-user back-end refused %s (status %#llx)", vhu_request_name(m->hdr.request),
-			(unsigned long long)status);
+		snprintf(c->error, sizeof(c->error), "%s refused (status %#llx)", vhu_request_name(m->hdr.request),
+			 (unsigned long long)status);
+		if (!c->quiet)
+			log_err(c->name, "vhost-user back-end: %s", c->error);
 		return -EIO;
 	}
 	return 0;

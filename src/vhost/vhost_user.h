@@ -141,6 +141,13 @@ struct vhu_conn {
 	uint64_t features;          /* what SET_FEATURES last sent */
 	uint64_t protocol_features; /* what SET_PROTOCOL_FEATURES last sent */
 	bool broken;                /* a reply was bad or the socket failed: stop talking */
+	/*
+	 * Why the connection broke or the last request was refused, one line.
+	 * With `quiet` set nothing is logged: the caller reports it (set-up
+	 * errors go to the user as the command's one error line).
+	 */
+	char error[160];
+	bool quiet;
 };
 
 #define VHU_DEFAULT_TIMEOUT_MS 5000

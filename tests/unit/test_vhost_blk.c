@@ -407,7 +407,7 @@ static void test_handshake_refusals(void **state)
 	f.bad_config = true;
 	fake_start(&f);
 	assert_int_equal(vublk_new(&b, f.path, &gm, err, sizeof(err)), -EPROTO);
-	assert_non_null(strstr(err, "malformed reply"));
+	assert_non_null(strstr(err, "GET_CONFIG: payload of 71 bytes, not 72"));
 	fake_stop(&f);
 
 	assert_int_equal(vublk_new(&b, "/tmp/kestrel-no-such.sock", &gm, err, sizeof(err)), -ENOENT);

@@ -204,6 +204,7 @@ static void test_ack_refusal_is_eio_not_broken(void **state)
 	reply_u64(f, VHU_SET_OWNER, 1);
 	assert_int_equal(vhu_set_owner(&f->c), -EIO);
 	assert_false(vhu_conn_broken(&f->c));
+	assert_string_equal(f->c.error, "SET_OWNER refused (status 0x1)");
 	take_request(f, &m, NULL);
 	assert_int_equal(m.hdr.request, VHU_SET_OWNER);
 	reply_u64(f, VHU_SET_OWNER, 0);
@@ -328,6 +329,7 @@ static void test_bad_version(void **state)
 
 	reply(f, VHU_GET_FEATURES, 2 | VHU_FLAG_REPLY, 8, &r, 8, -1);
 	expect_broken(f, vhu_get_features(&f->c, &v));
+	assert_string_equal(f->c.error, "GET_FEATURES: version 2, not 1");
 	assert_int_equal(v, 0x55);
 }
 

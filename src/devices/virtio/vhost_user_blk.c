@@ -293,8 +293,8 @@ static int vublk_handshake(struct vhost_user_blk *b, char *err, size_t errlen)
 	return 0;
 
 err_msg:
-	snprintf(err, errlen, "vhost-user back-end %s: handshake failed: %s", b->path,
-		 e == -EPROTO ? "malformed reply" : strerror(-e));
+	snprintf(err, errlen, "vhost-user back-end %s: set-up failed: %s", b->path,
+		 b->conn.error[0] ? b->conn.error : strerror(-e));
 	return e;
 }
 
@@ -327,7 +327,9 @@ int vublk_new(struct vhost_user_blk **out, const char *socket_path, const struct
 	e = vhu_connect(&b->conn, socket_path, "vhost-user-blk", err, errlen);
 	if (e < 0)
 		goto err_free;
+	b->conn.quiet = true;   /* set-up errors reach the user once, through err */
 	e = vublk_handshake(b, err, errlen);
+	b->conn.quiet = false;
 	if (e < 0)
 		goto err_free;
 	virtio_dev_init(&b->vdev, "vhost-user-blk", VIRTIO_ID_BLOCK, &vublk_ops, b, VUBLK_NUM_QUEUES,
