@@ -65,7 +65,12 @@ struct vhost_user_blk {
 	char path[108];
 	uint64_t backend_features;
 	uint8_t config[VUBLK_CONFIG_SIZE];
-	pthread_mutex_t config_lock;     /* config reads on vCPU threads vs writes */
+	/*
+	 * One request at a time on the connection (activation and reset come
+	 * under the core's lock, config writes from any vCPU without it), and
+	 * the config copy. Taken after the core's lock, never before it.
+	 */
+	pthread_mutex_t lock;
 	struct loop *loop;
 	struct vublk_call call[VUBLK_NUM_QUEUES];
 	bool running[VUBLK_NUM_QUEUES];  /* handed to the back-end, not stopped yet */
@@ -83,9 +88,9 @@ static void vublk_config_read(struct virtio_dev *d, uint32_t off, void *buf, uin
 	struct vhost_user_blk *b = vublk_of(d);
 
 	/* The core checked off + len against config_size. */
-	pthread_mutex_lock(&b->config_lock);
+	pthread_mutex_lock(&b->lock);
 	memcpy(buf, b->config + off, len);
-	pthread_mutex_unlock(&b->config_lock);
+	pthread_mutex_unlock(&b->lock);
 }
 
 static void vublk_config_write(struct virtio_dev *d, uint32_t off, const void *buf, uint32_t len)
@@ -96,11 +101,11 @@ static void vublk_config_write(struct virtio_dev *d, uint32_t off, const void *b
 	/* Only the cache mode is the driver's to write, and only when offered. */
 	if (off != VUBLK_CONFIG_WCE_OFF || len != 1 || !(d->host_features & VIRTIO_BIT(VUBLK_F_CONFIG_WCE)))
 		return;
-	pthread_mutex_lock(&b->config_lock);
+	pthread_mutex_lock(&b->lock);
 	e = vhu_set_config(&b->conn, off, buf, len);
 	if (e == 0)
 		memcpy(b->config + off, buf, len);
-	pthread_mutex_unlock(&b->config_lock);
+	pthread_mutex_unlock(&b->lock);
 	if (e < 0)
 		log_guest(&d->rl, d->name, "writeback mode not changed: the back-end did not take it (%s)",
 			  strerror(-e));
@@ -125,7 +130,11 @@ static void vublk_stop(struct vhost_user_blk *b)
 
 static void vublk_reset(struct virtio_dev *d)
 {
-	vublk_stop(vublk_of(d));
+	struct vhost_user_blk *b = vublk_of(d);
+
+	pthread_mutex_lock(&b->lock);
+	vublk_stop(b);
+	pthread_mutex_unlock(&b->lock);
 }
 
 /* The address of [gpa, gpa+len) in kestrel's mapping: what SET_VRING_ADDR speaks in. */
@@ -203,6 +212,7 @@ static int vublk_activate(struct virtio_dev *d)
 		log_err(d->name, "vhost-user needs the virtio-pci transport");
 		return -ENODEV;
 	}
+	pthread_mutex_lock(&b->lock);
 	/* The driver's choice, plus the bit that keeps protocol features in force. */
 	e = vhu_set_features(&b->conn, d->driver_features | VIRTIO_BIT(VHU_F_PROTOCOL_FEATURES));
 	if (!e)
@@ -216,8 +226,10 @@ static int vublk_activate(struct virtio_dev *d)
 			log_err(d->name, "vhost-user back-end %s: device not started (%s); it needs a reset",
 				b->path, strerror(-e));
 		vublk_stop(b);
+		pthread_mutex_unlock(&b->lock);
 		return e;
 	}
+	pthread_mutex_unlock(&b->lock);
 	log_debug(d->name, "vhost-user back-end %s started, features %#llx", b->path,
 		  (unsigned long long)d->driver_features);
 	return 0;
@@ -312,7 +324,7 @@ int vublk_new(struct vhost_user_blk **out, const char *socket_path, const struct
 	if (!b)
 		return -ENOMEM;
 	snprintf(b->path, sizeof(b->path), "%s", socket_path);
-	pthread_mutex_init(&b->config_lock, NULL);
+	pthread_mutex_init(&b->lock, NULL);
 	vhu_conn_init(&b->conn, -1, "vhost-user-blk");
 	for (unsigned q = 0; q < VUBLK_NUM_QUEUES; q++)
 		b->call[q] = (struct vublk_call){ .b = b, .q = q, .fd = -1 };
@@ -378,7 +390,7 @@ void vublk_free(struct vhost_user_blk *b)
 			loop_del(b->loop, b->call[q].fd);
 		close(b->call[q].fd);
 	}
-	pthread_mutex_destroy(&b->config_lock);
+	pthread_mutex_destroy(&b->lock);
 	free(b);
 }
 
