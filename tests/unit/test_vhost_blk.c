@@ -49,13 +49,16 @@ struct fake {
 	struct vhu_vring_addr addr;
 	uint64_t acked_features;
 	uint64_t call_payload;
+	int call_fd;              /* the last SET_VRING_CALL's fd, kept open */
+	uint32_t set_config_off, set_config_size;
+	uint8_t set_config_byte;
 	/* Plumbing */
 	char path[108];
 	int lfd;
 	pthread_t thread;
 };
 
-static int read_msg(int fd, struct vhu_msg *m, unsigned *nfds)
+static int read_msg(int fd, struct vhu_msg *m, unsigned *nfds, int *keep)
 {
 	union {
 		char b[CMSG_SPACE(sizeof(int) * VHU_MAX_FDS)];
@@ -75,7 +78,10 @@ static int read_msg(int fd, struct vhu_msg *m, unsigned *nfds)
 			int x;
 
 			memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			close(x);
+			if (*nfds == 0 && keep)
+				*keep = x;
+			else
+				close(x);
 			(*nfds)++;
 		}
 	}
@@ -106,8 +112,20 @@ static void *fake_main(void *arg)
 
 	if (c < 0)
 		return NULL;
-	while (read_msg(c, &m, &nfds) == 0) {
-		uint32_t r = m.hdr.request;
+	for (;;) {
+		int keep = -1;
+		uint32_t r;
+
+		if (read_msg(c, &m, &nfds, &keep) < 0)
+			break;
+		r = m.hdr.request;
+		if (keep >= 0 && r == VHU_SET_VRING_CALL) {
+			if (f->call_fd >= 0)
+				close(f->call_fd);
+			f->call_fd = keep;
+		} else if (keep >= 0) {
+			close(keep);
+		}
 
 		if (f->nreqs < MAX_LOG)
 			f->reqs[f->nreqs++] = r;
@@ -136,6 +154,11 @@ static void *fake_main(void *arg)
 		case VHU_SET_VRING_ADDR: f->addr = m.p.addr; break;
 		case VHU_SET_VRING_KICK: f->kick_fds = nfds; break;
 		case VHU_SET_VRING_CALL: f->call_fds = nfds; f->call_payload = m.p.u64; break;
+		case VHU_SET_CONFIG:
+			f->set_config_off = m.p.config.offset;
+			f->set_config_size = m.p.config.size;
+			f->set_config_byte = m.p.config.payload[0];
+			break;
 		default: break;
 		}
 		if (m.hdr.flags & VHU_FLAG_NEED_REPLY) {
@@ -184,6 +207,7 @@ static void fake_stop(struct fake *f)
 static void fake_default(struct fake *f)
 {
 	memset(f, 0, sizeof(*f));
+	f->call_fd = -1;
 	f->features = F_PROTO | F_V1 | F_PACKED | F_MQ | F_FLUSH | (1ull << 29) | (1ull << 28);
 	f->protocol_features = (1ull << VHU_PROTOCOL_F_CONFIG) | (1ull << VHU_PROTOCOL_F_REPLY_ACK) |
 			       (1ull << VHU_PROTOCOL_F_MQ);
@@ -361,20 +385,32 @@ static void test_no_irqfd_uses_own_call_fd(void **state)
 	static struct fake f;
 	struct vhost_user_blk *b;
 	struct guest_mem gm;
+	struct loop *l = loop_new();
+	uint64_t one = 1;
 	char err[256] = "";
 
 	(void)state;
+	assert_non_null(l);
 	assert_int_equal(gm_init(&gm, 4 << 20, 0), 0);
 	fake_default(&f);
 	fake_start(&f);
 	assert_int_equal(vublk_new(&b, f.path, &gm, err, sizeof(err)), 0);
+	assert_int_equal(vublk_attach(b, l), 0);
 	tfx = (struct tfx){ .kick = eventfd(0, EFD_CLOEXEC), .irq = -1 };
 	drive_to_ok(vublk_virtio(b));
 	/* INTx: the back-end still gets a call fd (kestrel's, forwarded on the I/O thread). */
 	assert_int_equal(f.call_fds, 1);
 	assert_int_equal(f.call_payload & VHU_VRING_NOFD, 0);
+	assert_true(f.call_fd >= 0);
+	/* The back-end signals it: the transport raises the queue's interrupt. */
+	assert_int_equal(tfx.notifies, 0);
+	assert_int_equal(write(f.call_fd, &one, sizeof(one)), 8);
+	loop_run_once(l, 1000);
+	assert_int_equal(tfx.notifies, 1);
 	vublk_free(b);
 	fake_stop(&f);
+	close(f.call_fd);
+	loop_free(l);
 	close(tfx.kick);
 	gm_exit(&gm);
 }
@@ -415,6 +451,38 @@ static void test_handshake_refusals(void **state)
 	assert_int_equal(vublk_new(&b, "/tmp/x.sock", &nomem, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "not shareable"));
 	assert_null(b);
+	gm_exit(&gm);
+}
+
+static void test_config_write_goes_to_backend(void **state)
+{
+	static struct fake f;
+	struct vhost_user_blk *b;
+	struct guest_mem gm;
+	struct virtio_dev *d;
+	uint8_t wce = 1, got = 0xff;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(gm_init(&gm, 4 << 20, 0), 0);
+	fake_default(&f);
+	f.features |= 1ull << 11;   /* CONFIG_WCE */
+	fake_start(&f);
+	assert_int_equal(vublk_new(&b, f.path, &gm, err, sizeof(err)), 0);
+	d = vublk_virtio(b);
+	assert_true(d->host_features & (1ull << 11));
+	/* Only the writeback byte is the driver's to write; the capacity is not. */
+	d->ops->config_write(d, 0, &wce, 1);
+	assert_false(saw(&f, VHU_SET_CONFIG));
+	d->ops->config_write(d, 32, &wce, 1);
+	assert_true(saw(&f, VHU_SET_CONFIG));
+	assert_int_equal(f.set_config_off, 32);
+	assert_int_equal(f.set_config_size, 1);
+	assert_int_equal(f.set_config_byte, 1);
+	d->ops->config_read(d, 32, &got, 1);
+	assert_int_equal(got, 1);
+	vublk_free(b);
+	fake_stop(&f);
 	gm_exit(&gm);
 }
 
@@ -478,6 +546,7 @@ int main(void)
 		cmocka_unit_test(test_refused_at_activation),
 		cmocka_unit_test(test_no_irqfd_uses_own_call_fd),
 		cmocka_unit_test(test_handshake_refusals),
+		cmocka_unit_test(test_config_write_goes_to_backend),
 		cmocka_unit_test(test_pci_leaves_kicks_to_backend),
 	};
 
