@@ -8,13 +8,14 @@ set -euo pipefail
 # JSON, the API server, the client or a snapshot memory digest is first
 # needed). Test:
 # cmocka, clang + libFuzzer, QEMU (test bed and benchmark peer), busybox and
-# cpio (initramfs images), curl (API tests).
+# cpio (initramfs images), curl (API tests), qemu-system-common for
+# qemu-storage-daemon (the vhost-user-blk back-end of tests/kvm/test_vhost_user.sh).
 PKGS=(
 	gcc make meson ninja-build pkg-config python3
 	libcmocka-dev liburing-dev libslirp-dev libglib2.0-dev
 	libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev curl libssl-dev
 	clang libclang-rt-14-dev
-	qemu-system-x86 qemu-utils busybox-static cpio
+	qemu-system-x86 qemu-system-common qemu-utils busybox-static cpio
 	xz-utils zstd kmod e2fsprogs strace
 )
 

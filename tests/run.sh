@@ -80,6 +80,7 @@ stage kvm env BUILD="$root/$BUILD" KESTREL_ASAN="$root/$ASAN_BUILD/kestrel" test
 stage kvm-vmstate env BUILD="$root/$BUILD" KESTREL="$root/$BUILD/kestrel" tests/kvm/test_vmstate.sh
 stage kvm-snapshot env BUILD="$root/$BUILD" tests/kvm/test_snapshot.sh
 stage kvm-robust env BUILD="$root/$BUILD" tests/kvm/test_robust.sh
+stage kvm-vhost-user env BUILD="$root/$BUILD" tests/kvm/test_vhost_user.sh
 
 section "API tests (control API over the Unix socket)"
 stage api env BUILD="$root/$BUILD" tests/api/api.sh

@@ -159,9 +159,28 @@ static void vpci_notify_config(struct virtio_dev *d)
 	}
 }
 
+static int vpci_queue_kick_fd(struct virtio_dev *d, unsigned q)
+{
+	return q < d->num_queues ? vp_of(d)->kick_fd[q] : -1;
+}
+
+/* The vector's irqfd while MSI-X is on; masking is not seen by a back-end writing it (docs/vhost-user.md). */
+static int vpci_queue_irq_fd(struct virtio_dev *d, unsigned q)
+{
+	struct virtio_pci *vp = vp_of(d);
+	uint16_t v;
+
+	if (q >= d->num_queues || !vp->msix_enabled)
+		return -1;
+	v = d->queues[q].msix_vector;
+	return v < vp->nvectors ? vp->vec_fd[v] : -1;
+}
+
 static const struct virtio_transport_ops vpci_transport_ops = {
 	.notify_queue = vpci_notify_queue,
 	.notify_config = vpci_notify_config,
+	.queue_kick_fd = vpci_queue_kick_fd,
+	.queue_irq_fd = vpci_queue_irq_fd,
 };
 
 /* --- queue notifications ------------------------------------------------ */
@@ -558,7 +577,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 			goto err_errno;
 		k->vp = vp;
 		k->q = q;
-		e = loop ? loop_add(loop, vp->kick_fd[q], EPOLLIN, vpci_kick_cb, k) : 0;
+		e = loop && !vdev->vhost_user ? loop_add(loop, vp->kick_fd[q], EPOLLIN, vpci_kick_cb, k) : 0;
 		if (e < 0) {
 			virtio_pci_exit(vp);
 			return e;
@@ -587,7 +606,7 @@ void virtio_pci_exit(struct virtio_pci *vp)
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		if (vp->kick_fd[q] < 0)
 			continue;
-		if (vp->loop)
+		if (vp->loop && !vp->vdev->vhost_user)
 			loop_del(vp->loop, vp->kick_fd[q]);
 		close(vp->kick_fd[q]);
 		vp->kick_fd[q] = -1;

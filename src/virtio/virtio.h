@@ -102,6 +102,15 @@ struct virtio_transport_ops {
 	void (*notify_queue)(struct virtio_dev *d, unsigned q);
 	/* Signal a configuration change (MSI-X config vector, or INTx + ISR bit 1). */
 	void (*notify_config)(struct virtio_dev *d);
+	/*
+	 * For devices whose queues another process serves (vhost-user): the
+	 * eventfd the driver's kicks of queue q land in, and the eventfd that
+	 * raises q's interrupt without the VMM (an irqfd), or -1 when there is
+	 * none (INTx, no vector): then the device forwards through notify_queue.
+	 * Optional (a transport without them cannot carry such devices).
+	 */
+	int (*queue_kick_fd)(struct virtio_dev *d, unsigned q);
+	int (*queue_irq_fd)(struct virtio_dev *d, unsigned q);
 };
 
 /* Per-device counters, exported by --stats and the metrics file. */
@@ -131,6 +140,12 @@ struct virtio_dev {
 
 	unsigned num_queues;
 	struct virtq queues[VIRTIO_MAX_QUEUES];
+	/*
+	 * Set before the transport is initialised: a vhost-user back-end serves
+	 * the queues and reads the kick eventfds itself, so the transport must
+	 * not watch them (two readers would steal each other's kicks).
+	 */
+	bool vhost_user;
 
 	pthread_mutex_t lock;            /* status, features, queue setup */
 	struct virtio_metrics metrics;

@@ -199,6 +199,13 @@ int machine_snapshot(struct machine *m, bool diff, const char *state_path, const
 	bool committed = false;
 	int e;
 
+	/* A back-end's rings and in-flight requests are not in the state (docs/vhost-user.md). */
+	for (unsigned i = 0; i < m->nvdevs; i++)
+		if (m->vdevs[i].vdev && m->vdevs[i].vdev->vhost_user) {
+			snprintf(err, errlen, "snapshots of a VM with a vhost-user device (%s) are not supported yet",
+				 m->vdevs[i].vdev->name);
+			return -EOPNOTSUPP;
+		}
 	if (diff && !vm_dirty_log_enabled(&m->vm)) {
 		snprintf(err, errlen, "diff snapshots need dirty page tracking (track_dirty_pages)");
 		return -EINVAL;

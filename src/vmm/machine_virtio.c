@@ -14,6 +14,7 @@
 #include "devices/e1000.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
+#include "devices/virtio/vhost_user_blk.h"
 #include "machine_priv.h"
 #include "mem/layout.h"
 #include "snapshot/snap.h"
@@ -186,6 +187,42 @@ static void free_disk(void *p)
 	blk_free(p);
 }
 
+static void free_vublk(void *p)
+{
+	vublk_free(p);
+}
+
+/* A disk served by a vhost-user back-end: kestrel's I/O thread only forwards INTx interrupts. */
+static int machine_add_vublk(struct machine *m, const struct machine_config *cfg, const struct blk_config *bc,
+			     const char *name, char *err, size_t errlen)
+{
+	struct machine_vdev *s;
+	struct vhost_user_blk *vb;
+	int e;
+
+	if (cfg->transport_mmio) {
+		snprintf(err, errlen, "disk vhost-user=%s: needs the virtio-pci transport, not mmio", bc->path);
+		return -EINVAL;
+	}
+	s = machine_vdev_slot(m, cfg, name, err, errlen);
+	if (!s)
+		return -ENOSPC;
+	e = vublk_new(&vb, bc->path, &m->vm.gm, err, errlen);
+	if (e < 0) {
+		iothread_exit(&s->io);
+		return e;
+	}
+	s->dev = vb;
+	s->free = free_vublk;
+	e = vublk_attach(vb, s->io.loop);
+	if (e < 0) {
+		m->nvdevs++;
+		snprintf(err, errlen, "disk vhost-user=%s: event loop: %s", bc->path, strerror(-e));
+		return e;
+	}
+	return machine_vdev_attach(m, cfg, s, vublk_virtio(vb), err, errlen);
+}
+
 static int machine_add_disk(struct machine *m, const struct machine_config *cfg, const struct blk_config *bc,
 			    unsigned idx, char *err, size_t errlen)
 {
@@ -195,6 +232,8 @@ static int machine_add_disk(struct machine *m, const struct machine_config *cfg,
 	int e;
 
 	snprintf(name, sizeof(name), "blk%u", idx);
+	if (bc->vhost_user)
+		return machine_add_vublk(m, cfg, bc, name, err, errlen);
 	s = machine_vdev_slot(m, cfg, name, err, errlen);
 	if (!s)
 		return -ENOSPC;

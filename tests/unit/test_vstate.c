@@ -828,7 +828,7 @@ static void bfx_notify_config(struct virtio_dev *d)
 {
 }
 
-static const struct virtio_transport_ops bfx_tops = { bfx_notify_queue, bfx_notify_config };
+static const struct virtio_transport_ops bfx_tops = { .notify_queue = bfx_notify_queue, .notify_config = bfx_notify_config };
 
 static struct bfx *bfx_new(size_t img_size, const char *opts)
 {
@@ -956,7 +956,7 @@ static void nfx_notify_queue(struct virtio_dev *d, unsigned q)
 	((struct nfx *)d->transport)->notified++;
 }
 
-static const struct virtio_transport_ops nfx_tops = { nfx_notify_queue, bfx_notify_config };
+static const struct virtio_transport_ops nfx_tops = { .notify_queue = nfx_notify_queue, .notify_config = bfx_notify_config };
 
 /* virtio-net with MRG_RXBUF; rx queue on `rx`, tx queue on `tx` (both in rx's RAM). */
 static struct nfx *nfx_new(struct vrd *rx, struct vrd *tx, bool start)

@@ -239,6 +239,22 @@ int blk_parse_spec(const char *spec, struct blk_config *cfg, char *err, size_t e
 		snprintf(err, errlen, "disk: path too long");
 		return -EINVAL;
 	}
+	if (strncmp(tok, "vhost-user=", 11) == 0) {
+		/* The back-end owns the image, its size, cache mode, serial and queues: nothing else to say. */
+		cfg->vhost_user = true;
+		if (!tok[11] || strlen(tok + 11) >= sizeof(cfg->path)) {
+			snprintf(err, errlen, "disk: vhost-user= needs a socket path (--disk vhost-user=SOCKET)");
+			return -EINVAL;
+		}
+		strcpy(cfg->path, tok + 11);
+		tok = strtok_r(NULL, ",", &save);
+		if (tok) {
+			snprintf(err, errlen, "disk vhost-user=%s: option '%s' is not supported: the back-end "
+				 "decides it", cfg->path, tok);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	strcpy(cfg->path, tok);
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		if (strcmp(tok, "ro") == 0) {

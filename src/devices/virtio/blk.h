@@ -34,6 +34,7 @@ struct blk_config {
 	unsigned num_queues;           /* > 1 offers VIRTIO_BLK_F_MQ */
 	uint16_t queue_size;           /* power of two, 0: BLK_DEFAULT_QUEUE_SIZE */
 	char serial[BLK_SERIAL_LEN + 1]; /* empty: derived from the path */
+	bool vhost_user;               /* path is a vhost-user back-end's socket (docs/vhost-user.md) */
 };
 
 struct virtio_blk;
@@ -42,9 +43,10 @@ struct virtio_blk;
 void blk_config_init(struct blk_config *cfg);
 
 /*
- * Parse `PATH[,ro][,direct][,engine=uring|sync][,queues=N][,serial=S]` (the
- * --disk argument) on top of blk_config_init() defaults. 0, or -EINVAL with
- * a one-line message in err. PATH cannot contain a comma.
+ * Parse `PATH[,ro][,direct][,engine=uring|sync][,queues=N][,serial=S]` or
+ * `vhost-user=SOCKET` (the --disk argument) on top of blk_config_init()
+ * defaults. 0, or -EINVAL with a one-line message in err. PATH cannot
+ * contain a comma.
  */
 KESTREL_MUST_CHECK int blk_parse_spec(const char *spec, struct blk_config *cfg, char *err, size_t errlen);
 
