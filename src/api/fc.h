@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/ratelimit.h"
 #include "vmm/machine.h"
 #include "vmm/vmm.h"
 
@@ -42,6 +43,7 @@ struct fc_drive {
 	bool read_only;
 	int cache;               /* -1 absent, 0 Unsafe, 1 Writeback */
 	int engine;              /* -1 absent (kestrel's default), 0 Sync, 1 Async */
+	struct ratelimit_config rate_limit;   /* all zero: none */
 };
 
 struct fc_net {

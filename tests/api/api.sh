@@ -242,7 +242,7 @@ bad pre-start-no-kernel PUT /actions '{"action_type": "InstanceStart"}' 400 "boo
 bad pre-kernel-missing PUT /boot-source '{"kernel_image_path": "/nonexistent/vmlinux"}' 400 "No such file"
 bad pre-drive-id-mismatch PUT /drives/rootfs "{\"drive_id\": \"other\", \"path_on_host\": \"$COUNTER\", \"is_root_device\": true, \"is_read_only\": true}" 400 "does not match"
 bad pre-drive-bad-id PUT '/drives/a%20b' '{}' 400 "invalid id"
-bad pre-rate-limiter PUT /drives/d "{\"drive_id\": \"d\", \"path_on_host\": \"$COUNTER\", \"is_root_device\": false, \"is_read_only\": true, \"rate_limiter\": {\"bandwidth\": {\"size\": 1, \"refill_time\": 1}}}" 400 "not supported"
+bad pre-rate-limiter PUT /drives/d "{\"drive_id\": \"d\", \"path_on_host\": \"$COUNTER\", \"is_root_device\": false, \"is_read_only\": true, \"rate_limiter\": {\"bandwidth\": {\"size\": 1}}}" 400 "missing field 'refill_time'"
 bad pre-oversized PUT /boot-source "@$T/big.json" 413 "larger than 65536"
 bad pre-oversized-chunked PUT /boot-source "@$T/big.json" 413 "larger than 65536" -H 'Transfer-Encoding: chunked'
 bad pre-unknown-path GET /no/such/thing '' 404 "unknown path"
