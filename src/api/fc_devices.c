@@ -200,6 +200,64 @@ int fc_drive_apply(struct fc_config *c, const char *path_id, const cJSON *j, con
 	return 0;
 }
 
+int fc_drive_patch(const struct fc_config *c, const char *id, const char *json, size_t len,
+		   struct ratelimit_config *rl, unsigned *slot, unsigned *disk, char *err, size_t errlen)
+{
+	static const struct fc_field f[] = {
+		{ "drive_id", FC_STR, true },
+		{ "path_on_host", FC_STR, false },
+		{ "rate_limiter", FC_OBJ, false },
+	};
+	const char *where = "PATCH /drives", *bid;
+	struct ratelimit_config given;
+	const cJSON *rj;
+	cJSON *j;
+	char p[48];
+	int e;
+
+	j = fc_parse(json, len, where, err, errlen);
+	if (!j)
+		return -EINVAL;
+	e = fc_check(j, f, FC_NFIELDS(f), where, err, errlen);
+	if (!e)
+		e = fc_get_str(j, "drive_id", FC_ID_MAX, false, where, &bid, err, errlen);
+	if (!e)
+		e = fc_get_rate_limiter(j, "rate_limiter", where, &given, err, errlen);
+	if (e)
+		goto out;
+	e = -EINVAL;
+	if (id && strcmp(id, bid)) {
+		snprintf(err, errlen, "drive_id '%s' in the body does not match the id '%s' in the path",
+			 fc_printable(p, sizeof(p), bid), id);
+		goto out;
+	}
+	if (fc_get(j, "path_on_host")) {
+		snprintf(err, errlen, "path_on_host in %s: kestrel cannot swap a drive's image", where);
+		goto out;
+	}
+	for (*slot = 0; *slot < c->ndrives && strcmp(c->drives[*slot].id, bid); (*slot)++)
+		;
+	if (*slot == c->ndrives) {
+		snprintf(err, errlen, "no drive '%s' to patch", fc_printable(p, sizeof(p), bid));
+		goto out;
+	}
+	/* The root drive is disk 0; the others follow it in their order. */
+	*disk = 0;
+	for (unsigned i = 0; !c->drives[*slot].root && i < c->ndrives; i++)
+		if (c->drives[i].root || i < *slot)
+			(*disk)++;
+	*rl = c->drives[*slot].rate_limit;
+	rj = fc_get(j, "rate_limiter");
+	if (rj && fc_get(rj, "bandwidth"))
+		rl->bandwidth = given.bandwidth;
+	if (rj && fc_get(rj, "ops"))
+		rl->ops = given.ops;
+	e = 0;
+out:
+	cJSON_Delete(j);
+	return e;
+}
+
 /* ---- network-interfaces ---- */
 
 int fc_net_apply(struct fc_config *c, const char *path_id, const cJSON *j, const char *where,

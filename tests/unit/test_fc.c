@@ -347,6 +347,51 @@ static void test_drive_rate_limiter(void **state)
 	fc_config_exit(&c);
 }
 
+#define PATCH_DRIVE(id, body) fc_drive_patch(&c, id, body, strlen(body), &rl, &slot, &disk, err, sizeof(err))
+
+/* PATCH /drives/{id}: the buckets given replace, the others stay; the machine's disk order; bad input refused. */
+static void test_drive_patch(void **state)
+{
+	struct fc_config c;
+	struct ratelimit_config rl;
+	unsigned slot, disk;
+	char err[256];
+
+	fc_config_init(&c);
+	assert_int_equal(PUT(FC_DRIVE, &c, "a", J("{\"drive_id\": \"a\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": false, \"rate_limiter\": {\"ops\": "
+						 "{\"size\": 10, \"refill_time\": 1000}}}", F.data)), 0);
+	assert_int_equal(PUT(FC_DRIVE, &c, "r", J("{\"drive_id\": \"r\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": true}", F.rootfs)), 0);
+	/* "a" was put first but the root drive is the machine's disk 0. */
+	assert_int_equal(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"rate_limiter\": {\"bandwidth\": "
+					  "{\"size\": 4096, \"refill_time\": 100}}}"), 0);
+	assert_int_equal(slot, 0);
+	assert_int_equal(disk, 1);
+	assert_true(rl.bandwidth.size == 4096 && rl.bandwidth.refill_time_ms == 100);
+	assert_true(rl.ops.size == 10 && rl.ops.refill_time_ms == 1000);   /* kept */
+	/* Checks only: the config is the caller's to change. */
+	assert_int_equal(c.drives[0].rate_limit.bandwidth.size, 0);
+	assert_int_equal(PATCH_DRIVE("r", "{\"drive_id\": \"r\", \"rate_limiter\": {\"ops\": "
+					  "{\"size\": 0, \"refill_time\": 0}}}"), 0);
+	assert_int_equal(disk, 0);
+	assert_false(ratelimit_config_enabled(&rl));
+	assert_int_equal(PATCH_DRIVE("a", "{\"drive_id\": \"a\"}"), 0);
+	assert_int_equal(rl.ops.size, 10);
+
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"b\"}"), "does not match the id 'a'");
+	assert_fails(PATCH_DRIVE("zz", "{\"drive_id\": \"zz\"}"), "no drive 'zz'");
+	assert_fails(PATCH_DRIVE("a", "{\"rate_limiter\": {}}"), "missing field 'drive_id'");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"path_on_host\": \"/x\"}"), "cannot swap");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"is_read_only\": true}"), "unknown field");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"rate_limiter\": {\"ops\": {\"size\": 5}}}"),
+		     "missing field 'refill_time'");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"rate_limiter\": {\"ops\": "
+				      "{\"size\": 5, \"refill_time\": -1}}}"), "non-negative integer");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", "), "JSON");
+	fc_config_exit(&c);
+}
+
 /* A path is a field, not part of a "PATH,ro,..." string: a ',' in it is just a character. */
 static void test_drive_path_with_comma(void **state)
 {
@@ -868,6 +913,7 @@ int main(void)
 		cmocka_unit_test(test_drive_errors),
 		cmocka_unit_test(test_drive_path_with_comma),
 		cmocka_unit_test(test_drive_rate_limiter),
+		cmocka_unit_test(test_drive_patch),
 		cmocka_unit_test(test_machine_config),
 		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_put_unknown_resource),

@@ -981,6 +981,7 @@ static void test_rate_limit_resumes(void **state)
 	for (int i = 0; i < 8; i++)
 		assert_memory_equal(vrd_host(&f->drv, d[i].gpa, 512), f->orig + (size_t)i * 3 * 512, 512);
 	assert_true(blk_throttled(f->b) >= 3);
+	assert_int_equal(f->d->metrics.throttled, blk_throttled(f->b));
 	assert_int_equal(f->d->metrics.errors, 0);
 	fx_free(f);
 	loop_free(l);

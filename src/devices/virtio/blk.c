@@ -712,6 +712,7 @@ static bool blk_limit(struct virtio_blk *b, struct blk_queue *q, struct blk_req 
 	if (!wait)
 		return false;
 	q->held = r;
+	b->vdev.metrics.throttled++;
 	/* Not attached (unit tests without a loop): the next notify or completion retries. */
 	if (b->loop && (!loop_timer_armed(&b->limit_timer) ||
 			b->limit_timer.deadline_ns > loop_now_ns() + wait))
