@@ -221,10 +221,13 @@ int machine_set_disk_rate_limit(struct machine *m, unsigned index, const struct 
 
 	if (e < 0)
 		return e;
-	for (unsigned i = 0; i < m->nvdevs; i++) {
-		if (m->vdevs[i].free != free_disk || index--)
+	for (unsigned i = 0, k = 0; i < m->nvdevs; i++) {
+		if (m->vdevs[i].free != free_disk || k++ != index)
 			continue;
 		blk_set_rate_limit(m->vdevs[i].dev, rl);
+		/* What a snapshot of this machine saves from now on. */
+		if (index < m->cfg.ndisks)
+			m->cfg.disks[index].rate_limit = *rl;
 		return 0;
 	}
 	snprintf(err, errlen, "the machine has no disk %u", index);
