@@ -934,6 +934,28 @@ static int blk_activate(struct virtio_dev *d)
 	return 0;
 }
 
+/*
+ * A snapshot restored DRIVER_OK: activate, then look at every queue once
+ * from the I/O thread. The driver's last kick may have gone to the old
+ * process (a request the limiter held or the budget left, given back to the
+ * ring at pause, with kicks still suppressed in guest memory); without this
+ * look nothing would notice it.
+ */
+static int blk_restore(struct virtio_dev *d)
+{
+	struct virtio_blk *b = d->priv;
+	int rc = blk_activate(d);
+
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&b->lock);
+	for (unsigned i = 0; i < b->active_queues; i++)
+		b->queues[i].resched = true;
+	block_wakeup(b->be);
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
 /* Caller holds b->lock. Afterwards no backend operation refers to guest memory. */
 static void blk_quiesce(struct virtio_blk *b)
 {
@@ -1064,6 +1086,7 @@ static const struct virtio_dev_ops blk_ops = {
 	.quiesce = blk_pause_quiesce,
 	.save = blk_save,
 	.load = blk_load,
+	.restore = blk_restore,
 };
 
 /* ---- life cycle ---- */
