@@ -79,6 +79,7 @@ section "KVM tests (freestanding guests)"
 stage kvm env BUILD="$root/$BUILD" KESTREL_ASAN="$root/$ASAN_BUILD/kestrel" tests/kvm/test_guests.sh
 stage kvm-vmstate env BUILD="$root/$BUILD" KESTREL="$root/$BUILD/kestrel" tests/kvm/test_vmstate.sh
 stage kvm-snapshot env BUILD="$root/$BUILD" tests/kvm/test_snapshot.sh
+stage kvm-ratelimit env BUILD="$root/$BUILD" tests/kvm/test_ratelimit.sh
 stage kvm-robust env BUILD="$root/$BUILD" tests/kvm/test_robust.sh
 stage kvm-vhost-user env BUILD="$root/$BUILD" tests/kvm/test_vhost_user.sh
 

@@ -162,7 +162,7 @@ static const struct api_route_def {
 	[R_MACHINE_CONFIG] = { "/machine-config", false, M_GET | M_PUT | M_PATCH, "GET, PUT, PATCH" },
 	[R_VM_CONFIG] = { "/vm/config", false, M_GET, "GET" },
 	[R_BOOT_SOURCE] = { "/boot-source", false, M_PUT, "PUT" },
-	[R_DRIVE] = { "/drives/", true, M_PUT, "PUT" },
+	[R_DRIVE] = { "/drives/", true, M_PUT | M_PATCH, "PUT, PATCH" },
 	[R_NET] = { "/network-interfaces/", true, M_PUT, "PUT" },
 	[R_ACTIONS] = { "/actions", false, M_PUT, "PUT" },
 	[R_VM] = { "/vm", false, M_PATCH, "PATCH" },
@@ -458,10 +458,34 @@ static int api_put_config(struct api_req *r)
 	return e;
 }
 
+/* PATCH /drives/{id}: the rate limiter, on the device first (when there is one), then in the config. */
+static int api_patch_drive(struct api_req *r)
+{
+	struct api *a = r->a;
+	struct ratelimit_config rl;
+	unsigned slot, disk;
+	int e;
+
+	pthread_mutex_lock(&a->lock);
+	e = fc_drive_patch(&a->cfg, r->id, r->body, r->len, &rl, &slot, &disk, r->err, sizeof(r->err));
+	pthread_mutex_unlock(&a->lock);
+	if (!e)
+		e = vmm_set_disk_rate_limit(a->vmm, disk, &rl, r->err, sizeof(r->err));
+	if (e)
+		return api_failed(r, 400);
+	/* Only this VMM thread changes drives, so the slot still holds the drive it named. */
+	pthread_mutex_lock(&a->lock);
+	a->cfg.drives[slot].rate_limit = rl;
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
 static int api_put(struct api_req *r)
 {
 	int e;
 
+	if (r->route == R_DRIVE && r->method == M_PATCH)
+		return api_patch_drive(r);
 	switch (r->route) {
 	case R_BOOT_SOURCE:
 	case R_MACHINE_CONFIG:

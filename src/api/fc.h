@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/ratelimit.h"
 #include "vmm/machine.h"
 #include "vmm/vmm.h"
 
@@ -42,6 +43,7 @@ struct fc_drive {
 	bool read_only;
 	int cache;               /* -1 absent, 0 Unsafe, 1 Writeback */
 	int engine;              /* -1 absent (kestrel's default), 0 Sync, 1 Async */
+	struct ratelimit_config rate_limit;   /* all zero: none */
 };
 
 struct fc_net {
@@ -102,6 +104,17 @@ enum fc_resource {
  */
 KESTREL_MUST_CHECK int fc_put(struct fc_config *c, enum fc_resource r, const char *id, const char *json, size_t len,
 	   char *err, size_t errlen);
+
+/*
+ * PATCH /drives/{id}: {"drive_id", "rate_limiter"} for a drive already put.
+ * Checks only: *rl is the drive's limiter with the buckets given replaced
+ * (a bucket left out keeps its setting; size and refill_time 0 remove
+ * it), *slot the drive's index in c->drives and *disk its index among the
+ * machine's disks (the root drive first, as fc_machine_build orders them).
+ * 0 or -EINVAL with a one-line reason.
+ */
+KESTREL_MUST_CHECK int fc_drive_patch(const struct fc_config *c, const char *id, const char *json, size_t len,
+		struct ratelimit_config *rl, unsigned *slot, unsigned *disk, char *err, size_t errlen);
 
 /* A whole --config-file (Firecracker's layout) into a fresh config. */
 KESTREL_MUST_CHECK int fc_config_load(struct fc_config *c, const char *json, size_t len, char *err, size_t errlen);

@@ -29,6 +29,81 @@ void fc_net_free(struct fc_net *n)
 	memset(n, 0, sizeof(*n));
 }
 
+/* ---- rate limiters ---- */
+
+static int fc_get_bucket(const cJSON *rl, const char *name, const char *where, struct ratelimit_bucket_config *b,
+			 char *err, size_t errlen)
+{
+	static const struct fc_field f[] = {
+		{ "size", FC_UINT, true },
+		{ "one_time_burst", FC_UINT, false },
+		{ "refill_time", FC_UINT, true },
+	};
+	const cJSON *j = fc_get(rl, name), *m = j ? fc_get(j, "one_time_burst") : NULL;
+	char w[96];
+	int e;
+
+	memset(b, 0, sizeof(*b));
+	if (!j)
+		return 0;
+	snprintf(w, sizeof(w), "%s.%s", where, name);
+	e = fc_check(j, f, FC_NFIELDS(f), w, err, errlen);
+	if (e)
+		return e;
+	/* FC_UINT: integers up to 2^32 - 1, exact in a double; ranges: ratelimit_config_check. */
+	b->size = (uint64_t)fc_get(j, "size")->valuedouble;
+	b->one_time_burst = m ? (uint64_t)m->valuedouble : 0;
+	b->refill_time_ms = (uint64_t)fc_get(j, "refill_time")->valuedouble;
+	return 0;
+}
+
+int fc_get_rate_limiter(const cJSON *j, const char *name, const char *where, struct ratelimit_config *out,
+			char *err, size_t errlen)
+{
+	static const struct fc_field f[] = {
+		{ "bandwidth", FC_OBJ, false },
+		{ "ops", FC_OBJ, false },
+	};
+	const cJSON *rl = fc_get(j, name);
+	char w[80];
+	int e;
+
+	memset(out, 0, sizeof(*out));
+	if (!rl)
+		return 0;
+	snprintf(w, sizeof(w), "%s in %s", name, where);
+	e = fc_check(rl, f, FC_NFIELDS(f), w, err, errlen);
+	if (!e)
+		e = fc_get_bucket(rl, "bandwidth", w, &out->bandwidth, err, errlen);
+	if (!e)
+		e = fc_get_bucket(rl, "ops", w, &out->ops, err, errlen);
+	if (!e)
+		e = ratelimit_config_check(out, w, err, errlen);
+	return e;
+}
+
+static bool fc_add_bucket(cJSON *o, const char *name, const struct ratelimit_bucket_config *b)
+{
+	cJSON *t;
+
+	if (!b->size && !b->refill_time_ms)
+		return true;
+	t = cJSON_AddObjectToObject(o, name);
+	return t && cJSON_AddNumberToObject(t, "size", (double)b->size) &&
+	       cJSON_AddNumberToObject(t, "one_time_burst", (double)b->one_time_burst) &&
+	       cJSON_AddNumberToObject(t, "refill_time", (double)b->refill_time_ms);
+}
+
+bool fc_add_rate_limiter(cJSON *o, const char *name, const struct ratelimit_config *rl)
+{
+	cJSON *r;
+
+	if (!ratelimit_config_enabled(rl))
+		return true;
+	r = cJSON_AddObjectToObject(o, name);
+	return r && fc_add_bucket(r, "bandwidth", &rl->bandwidth) && fc_add_bucket(r, "ops", &rl->ops);
+}
+
 /* ---- drives ---- */
 
 int fc_drive_apply(struct fc_config *c, const char *path_id, const cJSON *j, const char *where,
@@ -76,10 +151,9 @@ int fc_drive_apply(struct fc_config *c, const char *path_id, const cJSON *j, con
 			 fc_printable(p, sizeof(p), id), path_id);
 		return -EINVAL;
 	}
-	if (fc_get(j, "rate_limiter")) {
-		snprintf(err, errlen, "rate_limiter in %s: rate limiters are not supported by kestrel", where);
-		return -EINVAL;
-	}
+	e = fc_get_rate_limiter(j, "rate_limiter", where, &d.rate_limit, err, errlen);
+	if (e)
+		return e;
 	if (fc_get(j, "socket")) {
 		snprintf(err, errlen, "socket in %s: vhost-user drives are not supported by kestrel", where);
 		return -EINVAL;
@@ -124,6 +198,64 @@ int fc_drive_apply(struct fc_config *c, const char *path_id, const cJSON *j, con
 	c->drives[slot] = d;
 	c->boot_configured = true;
 	return 0;
+}
+
+int fc_drive_patch(const struct fc_config *c, const char *id, const char *json, size_t len,
+		   struct ratelimit_config *rl, unsigned *slot, unsigned *disk, char *err, size_t errlen)
+{
+	static const struct fc_field f[] = {
+		{ "drive_id", FC_STR, true },
+		{ "path_on_host", FC_STR, false },
+		{ "rate_limiter", FC_OBJ, false },
+	};
+	const char *where = "PATCH /drives", *bid;
+	struct ratelimit_config given;
+	const cJSON *rj;
+	cJSON *j;
+	char p[48];
+	int e;
+
+	j = fc_parse(json, len, where, err, errlen);
+	if (!j)
+		return -EINVAL;
+	e = fc_check(j, f, FC_NFIELDS(f), where, err, errlen);
+	if (!e)
+		e = fc_get_str(j, "drive_id", FC_ID_MAX, false, where, &bid, err, errlen);
+	if (!e)
+		e = fc_get_rate_limiter(j, "rate_limiter", where, &given, err, errlen);
+	if (e)
+		goto out;
+	e = -EINVAL;
+	if (id && strcmp(id, bid)) {
+		snprintf(err, errlen, "drive_id '%s' in the body does not match the id '%s' in the path",
+			 fc_printable(p, sizeof(p), bid), id);
+		goto out;
+	}
+	if (fc_get(j, "path_on_host")) {
+		snprintf(err, errlen, "path_on_host in %s: kestrel cannot swap a drive's image", where);
+		goto out;
+	}
+	for (*slot = 0; *slot < c->ndrives && strcmp(c->drives[*slot].id, bid); (*slot)++)
+		;
+	if (*slot == c->ndrives) {
+		snprintf(err, errlen, "no drive '%s' to patch", fc_printable(p, sizeof(p), bid));
+		goto out;
+	}
+	/* The root drive is disk 0; the others follow it in their order. */
+	*disk = 0;
+	for (unsigned i = 0; !c->drives[*slot].root && i < c->ndrives; i++)
+		if (c->drives[i].root || i < *slot)
+			(*disk)++;
+	*rl = c->drives[*slot].rate_limit;
+	rj = fc_get(j, "rate_limiter");
+	if (rj && fc_get(rj, "bandwidth"))
+		rl->bandwidth = given.bandwidth;
+	if (rj && fc_get(rj, "ops"))
+		rl->ops = given.ops;
+	e = 0;
+out:
+	cJSON_Delete(j);
+	return e;
 }
 
 /* ---- network-interfaces ---- */
@@ -239,7 +371,8 @@ bool fc_add_drives(cJSON *top, const struct fc_config *c)
 		    !cJSON_AddBoolToObject(o, "is_read_only", d->read_only) ||
 		    !fc_add_str(o, "partuuid", d->partuuid) ||
 		    !fc_add_str(o, "cache_type", d->cache < 0 ? NULL : d->cache ? "Writeback" : "Unsafe") ||
-		    !fc_add_str(o, "io_engine", d->engine < 0 ? NULL : d->engine ? "Async" : "Sync"))
+		    !fc_add_str(o, "io_engine", d->engine < 0 ? NULL : d->engine ? "Async" : "Sync") ||
+		    !fc_add_rate_limiter(o, "rate_limiter", &d->rate_limit))
 			return false;
 	}
 	return true;
@@ -275,6 +408,7 @@ void fc_disk_config(const struct fc_drive *d, struct blk_config *b)
 	b->read_only = d->read_only;
 	b->engine = d->engine == 0 ? BLOCK_ENGINE_SYNC : BLOCK_ENGINE_URING;
 	b->num_queues = 1;
+	b->rate_limit = d->rate_limit;
 }
 
 /* An interface on a TAP device; without guest_mac the machine derives one. */

@@ -92,6 +92,14 @@ bool fc_add_drives(cJSON *top, const struct fc_config *c);
 bool fc_add_nets(cJSON *top, const struct fc_config *c);
 /* Into the machine's typed device configuration. */
 void fc_disk_config(const struct fc_drive *d, struct blk_config *b);
+/*
+ * Firecracker's RateLimiter object {"bandwidth": TokenBucket, "ops":
+ * TokenBucket}, TokenBucket {"size", "one_time_burst", "refill_time" (ms)}:
+ * member `name` of j into *out (all zero when absent or null).
+ */
+KESTREL_MUST_CHECK int fc_get_rate_limiter(const cJSON *j, const char *name, const char *where,
+		struct ratelimit_config *out, char *err, size_t errlen);
+bool fc_add_rate_limiter(cJSON *o, const char *name, const struct ratelimit_config *rl);
 void fc_net_config(const struct fc_net *n, struct net_config *nc);
 
 /* fc_extras.c: metrics, logger, serial, entropy and the config file's "kestrel" section. */

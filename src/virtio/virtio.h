@@ -121,6 +121,7 @@ struct virtio_metrics {
 	uint64_t requests;       /* requests completed (blk) */
 	uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;  /* net */
 	uint64_t errors;
+	uint64_t throttled;      /* requests held back by a rate limiter (each hold once) */
 };
 
 struct virtio_dev {

@@ -141,5 +141,8 @@ KESTREL_MUST_CHECK int machine_track_dirty(struct machine *m, bool on);
 KESTREL_MUST_CHECK int machine_ctrl_alt_del(struct machine *m);
 KESTREL_MUST_CHECK int machine_set_metrics(struct machine *m, const char *path, char *err, size_t errlen);
 KESTREL_MUST_CHECK int machine_flush_metrics(struct machine *m, char *err, size_t errlen);
+/* A new rate limiter for disk `index` (cfg->disks order) of a running machine. 0 or -EINVAL. */
+KESTREL_MUST_CHECK int machine_set_disk_rate_limit(struct machine *m, unsigned index,
+		const struct ratelimit_config *rl, char *err, size_t errlen);
 
 #endif

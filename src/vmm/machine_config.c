@@ -1,10 +1,12 @@
 /*
  * The machine's typed device configuration: the --net syntax into a
  * net_config, and the "machine" section of a snapshot, which stores the
- * configuration field by field (version 2) so a restore can change a field
- * (network_overrides: the TAP name) without editing strings. Version-1
- * sections held the --disk / --net strings; they are still read, through the
- * same parsers the command line uses.
+ * configuration field by field (version 3) so a restore can change a field
+ * (network_overrides: the TAP name) without editing strings. Version 3 added
+ * each disk's rate limiter after its serial; version-2 sections (no limiter:
+ * the disks run unlimited) are still read. Version-1 sections held the
+ * --disk / --net strings; they are still read, through the same parsers the
+ * command line uses.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +17,8 @@
 #include "machine.h"
 #include "snapshot/snap.h"
 
-#define MACHINE_SNAP_VERSION     2
+#define MACHINE_SNAP_VERSION     3
+#define MACHINE_SNAP_VERSION_NORL 2   /* typed, disks without a rate limiter */
 #define MACHINE_SNAP_VERSION_STR 1   /* disks and NICs as their command-line strings */
 
 /* --- the --net syntax ------------------------------------------------- */
@@ -102,6 +105,12 @@ static void machine_disk_save(const struct blk_config *d, struct snap_writer *w)
 	snap_put_u32(w, d->num_queues);
 	snap_put_u16(w, d->queue_size);
 	snap_put_str(w, d->serial);
+	snap_put_u64(w, d->rate_limit.bandwidth.size);
+	snap_put_u64(w, d->rate_limit.bandwidth.one_time_burst);
+	snap_put_u64(w, d->rate_limit.bandwidth.refill_time_ms);
+	snap_put_u64(w, d->rate_limit.ops.size);
+	snap_put_u64(w, d->rate_limit.ops.one_time_burst);
+	snap_put_u64(w, d->rate_limit.ops.refill_time_ms);
 }
 
 static void machine_net_save(const struct net_config *n, struct snap_writer *w)
@@ -182,9 +191,10 @@ static bool machine_printable(const char *s, const char *extra)
 	return true;
 }
 
-static void machine_disk_load(struct blk_config *d, struct snap_sec *s)
+static void machine_disk_load(struct blk_config *d, struct snap_sec *s, uint32_t version)
 {
 	uint32_t engine, queues;
+	char why[160];
 
 	memset(d, 0, sizeof(*d));
 	snap_get_field(s, d->path, sizeof(d->path));
@@ -194,6 +204,16 @@ static void machine_disk_load(struct blk_config *d, struct snap_sec *s)
 	queues = snap_get_u32(s);
 	d->queue_size = snap_get_u16(s);
 	snap_get_field(s, d->serial, sizeof(d->serial));
+	if (version >= 3) {
+		d->rate_limit.bandwidth.size = snap_get_u64(s);
+		d->rate_limit.bandwidth.one_time_burst = snap_get_u64(s);
+		d->rate_limit.bandwidth.refill_time_ms = snap_get_u64(s);
+		d->rate_limit.ops.size = snap_get_u64(s);
+		d->rate_limit.ops.one_time_burst = snap_get_u64(s);
+		d->rate_limit.ops.refill_time_ms = snap_get_u64(s);
+		if (ratelimit_config_check(&d->rate_limit, "rate limit", why, sizeof(why)) < 0)
+			snap_sec_fail(s);
+	}
 	if (!d->path[0] || (engine != BLOCK_ENGINE_URING && engine != BLOCK_ENGINE_SYNC) || queues < 1 ||
 	    queues > BLK_MAX_QUEUES || (d->queue_size & (d->queue_size - 1)) || !machine_printable(d->serial, ""))
 		snap_sec_fail(s);
@@ -282,8 +302,9 @@ int machine_config_load(struct machine_config *c, const struct snap_reader *r, c
 		snprintf(err, errlen, "snapshot has no machine section");
 		return -EINVAL;
 	}
-	if (s.version != MACHINE_SNAP_VERSION && s.version != MACHINE_SNAP_VERSION_STR) {
-		snprintf(err, errlen, "snapshot machine section version %u; this kestrel reads %u and %u", s.version,
+	if (s.version != MACHINE_SNAP_VERSION && s.version != MACHINE_SNAP_VERSION_NORL &&
+	    s.version != MACHINE_SNAP_VERSION_STR) {
+		snprintf(err, errlen, "snapshot machine section version %u; this kestrel reads %u to %u", s.version,
 			 MACHINE_SNAP_VERSION_STR, MACHINE_SNAP_VERSION);
 		return -EINVAL;
 	}
@@ -302,7 +323,7 @@ int machine_config_load(struct machine_config *c, const struct snap_reader *r, c
 		if (c->ndisks > MACHINE_MAX_DISKS)
 			snap_sec_fail(&s);
 		for (unsigned i = 0; i < c->ndisks && !s.err; i++)
-			machine_disk_load(&c->disks[i], &s);
+			machine_disk_load(&c->disks[i], &s, s.version);
 		c->nnets = s.err ? 0 : snap_get_u32(&s);
 		if (c->nnets > MACHINE_MAX_NETS)
 			snap_sec_fail(&s);

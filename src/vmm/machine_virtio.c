@@ -253,6 +253,26 @@ static int machine_add_disk(struct machine *m, const struct machine_config *cfg,
 	return machine_vdev_attach(m, cfg, s, blk_virtio(blk), err, errlen);
 }
 
+int machine_set_disk_rate_limit(struct machine *m, unsigned index, const struct ratelimit_config *rl, char *err,
+				size_t errlen)
+{
+	int e = ratelimit_config_check(rl, "rate_limiter", err, errlen);
+
+	if (e < 0)
+		return e;
+	for (unsigned i = 0, k = 0; i < m->nvdevs; i++) {
+		if (m->vdevs[i].free != free_disk || k++ != index)
+			continue;
+		blk_set_rate_limit(m->vdevs[i].dev, rl);
+		/* What a snapshot of this machine saves from now on. */
+		if (index < m->cfg.ndisks)
+			m->cfg.disks[index].rate_limit = *rl;
+		return 0;
+	}
+	snprintf(err, errlen, "the machine has no disk %u", index);
+	return -EINVAL;
+}
+
 struct net_slot {
 	struct virtio_net *net;
 };
@@ -610,15 +630,15 @@ void machine_print_virtio_stats(struct machine *m, FILE *out)
 		machine_print_nic_stats(m, out);
 	if (!m->nvdevs)
 		return;
-	fprintf(out, "kestrel: virtio devices\n  %-16s %10s %10s %10s %10s %10s %10s %10s\n", "device", "kicks",
-		"irqs", "suppressed", "requests", "rx_pkts", "tx_pkts", "errors");
+	fprintf(out, "kestrel: virtio devices\n  %-16s %10s %10s %10s %10s %10s %10s %10s %10s\n", "device",
+		"kicks", "irqs", "suppressed", "requests", "rx_pkts", "tx_pkts", "errors", "throttled");
 	for (unsigned i = 0; i < m->nvdevs; i++) {
 		const struct virtio_metrics *x = &m->vdevs[i].vdev->metrics;
 
-		fprintf(out, "  %-16s %10llu %10llu %10llu %10llu %10llu %10llu %10llu\n", m->vdevs[i].vdev->name,
-			(unsigned long long)x->kicks, (unsigned long long)x->interrupts,
+		fprintf(out, "  %-16s %10llu %10llu %10llu %10llu %10llu %10llu %10llu %10llu\n",
+			m->vdevs[i].vdev->name, (unsigned long long)x->kicks, (unsigned long long)x->interrupts,
 			(unsigned long long)x->suppressed, (unsigned long long)x->requests,
 			(unsigned long long)x->rx_packets, (unsigned long long)x->tx_packets,
-			(unsigned long long)x->errors);
+			(unsigned long long)x->errors, (unsigned long long)x->throttled);
 	}
 }

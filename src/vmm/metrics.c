@@ -70,12 +70,12 @@ void metrics_write(struct machine *m, FILE *out)
 
 		fprintf(out, "%s\"%s\":{\"type\":\"%s\",\"kicks\":%llu,\"interrupts\":%llu,\"suppressed\":%llu,"
 			"\"requests\":%llu,\"rx_packets\":%llu,\"rx_bytes\":%llu,\"tx_packets\":%llu,\"tx_bytes\":%llu,"
-			"\"errors\":%llu}", i ? "," : "", m->vdevs[i].io.name + 3, m->vdevs[i].vdev->name,
+			"\"errors\":%llu,\"throttled\":%llu}", i ? "," : "", m->vdevs[i].io.name + 3, m->vdevs[i].vdev->name,
 			(unsigned long long)x->kicks, (unsigned long long)x->interrupts,
 			(unsigned long long)x->suppressed, (unsigned long long)x->requests,
 			(unsigned long long)x->rx_packets, (unsigned long long)x->rx_bytes,
 			(unsigned long long)x->tx_packets, (unsigned long long)x->tx_bytes,
-			(unsigned long long)x->errors);
+			(unsigned long long)x->errors, (unsigned long long)x->throttled);
 	}
 	fprintf(out, "},\"e1000\":{");
 	for (unsigned i = 0; i < m->nnics; i++) {

@@ -481,6 +481,12 @@ int vmm_flush_metrics(struct vmm *v, char *err, size_t errlen)
 	return machine_flush_metrics(v->m, err, errlen);
 }
 
+int vmm_set_disk_rate_limit(struct vmm *v, unsigned index, const struct ratelimit_config *rl, char *err,
+			    size_t errlen)
+{
+	return v->m ? machine_set_disk_rate_limit(v->m, index, rl, err, errlen) : 0;
+}
+
 int vmm_set_metrics_path(struct vmm *v, const char *path, char *err, size_t errlen)
 {
 	char *c;

@@ -118,6 +118,9 @@ KESTREL_MUST_CHECK int vmm_ctrl_alt_del(struct vmm *v, char *err, size_t errlen)
 /* FlushMetrics: write one metrics line now (needs a metrics path). */
 KESTREL_MUST_CHECK int vmm_flush_metrics(struct vmm *v, char *err, size_t errlen);
 /* PUT /metrics: where metrics go; before or after start. */
+/* A disk's rate limiter on the running (or paused) machine; 0 with nothing to do before start. */
+KESTREL_MUST_CHECK int vmm_set_disk_rate_limit(struct vmm *v, unsigned index, const struct ratelimit_config *rl,
+		char *err, size_t errlen);
 KESTREL_MUST_CHECK int vmm_set_metrics_path(struct vmm *v, const char *path, char *err, size_t errlen);
 void vmm_get_info(struct vmm *v, struct vmm_info *out);
 /*

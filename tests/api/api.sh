@@ -244,7 +244,7 @@ bad pre-start-no-kernel PUT /actions '{"action_type": "InstanceStart"}' 400 "boo
 bad pre-kernel-missing PUT /boot-source '{"kernel_image_path": "/nonexistent/vmlinux"}' 400 "No such file"
 bad pre-drive-id-mismatch PUT /drives/rootfs "{\"drive_id\": \"other\", \"path_on_host\": \"$COUNTER\", \"is_root_device\": true, \"is_read_only\": true}" 400 "does not match"
 bad pre-drive-bad-id PUT '/drives/a%20b' '{}' 400 "invalid id"
-bad pre-rate-limiter PUT /drives/d "{\"drive_id\": \"d\", \"path_on_host\": \"$COUNTER\", \"is_root_device\": false, \"is_read_only\": true, \"rate_limiter\": {\"bandwidth\": {\"size\": 1, \"refill_time\": 1}}}" 400 "not supported"
+bad pre-rate-limiter PUT /drives/d "{\"drive_id\": \"d\", \"path_on_host\": \"$COUNTER\", \"is_root_device\": false, \"is_read_only\": true, \"rate_limiter\": {\"bandwidth\": {\"size\": 1}}}" 400 "missing field 'refill_time'"
 bad pre-oversized PUT /boot-source "@$T/big.json" 413 "larger than 65536"
 bad pre-oversized-chunked PUT /boot-source "@$T/big.json" 413 "larger than 65536" -H 'Transfer-Encoding: chunked'
 bad pre-unknown-path GET /no/such/thing '' 404 "unknown path"
@@ -343,6 +343,7 @@ cat >"$T/vm.json" <<EOF
 {
   "boot-source": {"kernel_image_path": "$COUNTER", "boot_args": "delay_ms=10"},
   "machine-config": {"vcpu_count": 1, "mem_size_mib": 64, "track_dirty_pages": true},
+  "drives": [{"drive_id": "data", "path_on_host": "$T/rootfs.img", "is_root_device": false, "is_read_only": true}],
   "kestrel": {"console": "file:$CON"}
 }
 EOF
@@ -367,6 +368,15 @@ bad run-wrong-method PUT /vm '{"state": "Paused"}' 405 "not allowed"; still_runn
 bad run-start-twice PUT /actions '{"action_type": "InstanceStart"}' 400 "already started"; still_running run-start-twice
 bad run-boot-source-after-start PUT /boot-source "{\"kernel_image_path\": \"$COUNTER\"}" 400 "cannot be changed after the VM started"; still_running run-boot-source-after-start
 bad run-drive-after-start PUT /drives/d2 "{\"drive_id\": \"d2\", \"path_on_host\": \"$T/rootfs.img\", \"is_root_device\": false}" 400 "cannot be changed after the VM started"; still_running run-drive-after-start
+# A drive's rate limiter changes on the running VM (the disk's I/O thread takes it); bad ones are refused.
+api PATCH /drives/data '{"drive_id": "data", "rate_limiter": {"ops": {"size": 100, "refill_time": 1000}, "bandwidth": {"size": 1048576, "one_time_burst": 4096, "refill_time": 100}}}'
+expect run-patch-drive-limiter 204; still_running run-patch-drive-limiter
+api GET /vm/config
+expect run-patch-drive-config 200 '"rate_limiter":{"bandwidth":{"size":1048576,"one_time_burst":4096,"refill_time":100},"ops":{"size":100,"one_time_burst":0,"refill_time":1000}}'
+bad run-patch-drive-bad-bucket PATCH /drives/data '{"drive_id": "data", "rate_limiter": {"ops": {"size": 100, "refill_time": -5}}}' 400 "non-negative integer"; still_running run-patch-drive-bad-bucket
+bad run-patch-drive-half-bucket PATCH /drives/data '{"drive_id": "data", "rate_limiter": {"ops": {"size": 100, "refill_time": 0}}}' 400 "both be set"; still_running run-patch-drive-half-bucket
+bad run-patch-drive-unknown PATCH /drives/nope '{"drive_id": "nope", "rate_limiter": {}}' 400 "no drive 'nope'"; still_running run-patch-drive-unknown
+bad run-patch-drive-path PATCH /drives/data "{\"drive_id\": \"data\", \"path_on_host\": \"$T/rootfs.img\"}" 400 "cannot swap"; still_running run-patch-drive-path
 bad run-machine-config-after-start PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 128}' 400 "cannot be changed"; still_running run-machine-config-after-start
 bad run-net-after-start PUT /network-interfaces/eth1 '{"iface_id": "eth1", "host_dev_name": "tap9"}' 400 "cannot be changed"; still_running run-net-after-start
 bad run-snapshot-while-running PUT /snapshot/create "{\"snapshot_path\": \"$T/s\", \"mem_file_path\": \"$T/m\"}" 400 "paused VM"; still_running run-snapshot-while-running
@@ -445,6 +455,7 @@ state_is Running && pass "api load-state-running" || fail "api load-state-runnin
 bad load-twice PUT /snapshot/load "{\"snapshot_path\": \"$T/snap.state\", \"mem_file_path\": \"$T/snap.mem\"}" 400 "only be loaded before"; still_running load-twice
 bad load-then-start PUT /actions '{"action_type": "InstanceStart"}' 400 "already started"; still_running load-then-start
 bad load-then-drive PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/rootfs.img\", \"is_root_device\": true}" 400 "cannot be changed"
+bad load-then-patch-drive PATCH /drives/rootfs '{"drive_id": "rootfs", "rate_limiter": {}}' 400 "no drive"
 stop_kestrel
 [ "$krc" = 143 ] && pass "api load-sigterm-status" || fail "api load-sigterm-status" "status $krc, want 143: $(head -c 300 "$T/load.err")"
 

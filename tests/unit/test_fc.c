@@ -258,9 +258,41 @@ static void test_drive_errors(void **state)
 					     "\"is_root_device\": false, \"cache_type\": \"None\"}", F.data)),
 		     "is not one of Unsafe or Writeback");
 	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
-					     "\"is_root_device\": false, \"rate_limiter\": {\"bandwidth\": "
-					     "{\"size\": 1, \"refill_time\": 100}}}", F.data)),
-		     "rate limiters are not supported");
+					     "\"is_root_device\": false, \"rate_limiter\": {\"bandwidth\": {\"size\": 1}}}", F.data)),
+		     "missing field 'refill_time' in rate_limiter in /drives.bandwidth");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"ops\": {\"size\": -1, \"refill_time\": 100}}}", F.data)),
+		     "must be a non-negative integer");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"ops\": {\"size\": 1.5, \"refill_time\": 100}}}", F.data)),
+		     "must be a non-negative integer");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"ops\": {\"size\": \"10\", \"refill_time\": 100}}}", F.data)),
+		     "must be a non-negative integer");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"ops\": {\"size\": 10, \"refill_time\": 100, \"rate\": 1}}}", F.data)),
+		     "unknown field 'rate'");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"iops\": {\"size\": 10, \"refill_time\": 100}}}", F.data)),
+		     "unknown field 'iops'");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"ops\": {\"size\": 10, \"refill_time\": 0}}}", F.data)),
+		     "size and refill_time must both be set");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"ops\": {\"size\": 1e300, \"refill_time\": 100}}}", F.data)),
+		     "field 'size' in rate_limiter in /drives.ops must be a non-negative integer");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"bandwidth\": {\"size\": 10, \"one_time_burst\": 2e15, \"refill_time\": 100}}}", F.data)),
+		     "field 'one_time_burst' in rate_limiter in /drives.bandwidth must be a non-negative integer");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"ops\": {\"size\": 10, \"refill_time\": 1e9}}}", F.data)),
+		     "rate_limiter in /drives.ops: refill_time must be at most 86400000 ms");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": [1]}", F.data)),
+		     "must be an object");
+	assert_fails(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+					     "\"is_root_device\": false, \"rate_limiter\": {\"ops\": 5}}", F.data)),
+		     "must be an object");
 	assert_fails(PUT(FC_DRIVE, &c, "x", "{\"drive_id\": \"x\", \"socket\": \"/tmp/vhost.sock\", "
 			 "\"is_root_device\": false}"), "vhost-user");
 	assert_fails(PUT(FC_DRIVE, &c, NULL, J("{\"drive_id\": \"x y\", \"path_on_host\": \"%s\", "
@@ -277,6 +309,86 @@ static void test_drive_errors(void **state)
 	assert_string_equal(before, after);
 	free(before);
 	free(after);
+	fc_config_exit(&c);
+}
+
+/* rate_limiter on a drive: into the disk's typed config and back to JSON as given. */
+static void test_drive_rate_limiter(void **state)
+{
+	struct fc_config c;
+	struct fc_machine m;
+	char err[256], *json;
+	const struct ratelimit_config *rl;
+
+	fc_config_init(&c);
+	assert_int_equal(PUT(FC_BOOT_SOURCE, &c, NULL, J("{\"kernel_image_path\": \"%s\"}", F.kernel)), 0);
+	assert_int_equal(PUT(FC_DRIVE, &c, "x", J("{\"drive_id\": \"x\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": false, \"rate_limiter\": {"
+						 "\"bandwidth\": {\"size\": 1048576, \"one_time_burst\": 4096, "
+						 "\"refill_time\": 250}, \"ops\": {\"size\": 100, "
+						 "\"refill_time\": 1000}}}", F.data)), 0);
+	assert_int_equal(PUT(FC_DRIVE, &c, "y", J("{\"drive_id\": \"y\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": false, \"rate_limiter\": null}", F.rootfs)), 0);
+	json = fc_config_to_json(&c);
+	assert_non_null(strstr(json, "\"rate_limiter\":{\"bandwidth\":{\"size\":1048576,\"one_time_burst\":4096,"
+				     "\"refill_time\":250},\"ops\":{\"size\":100,\"one_time_burst\":0,"
+				     "\"refill_time\":1000}}"));
+	/* Only x has one. */
+	assert_null(strstr(strstr(json, "rate_limiter") + 1, "rate_limiter"));
+	free(json);
+	assert_int_equal(fc_machine_build(&c, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.cfg.ndisks, 2);
+	rl = &m.cfg.disks[0].rate_limit;
+	assert_true(rl->bandwidth.size == 1048576 && rl->bandwidth.one_time_burst == 4096 &&
+		    rl->bandwidth.refill_time_ms == 250);
+	assert_true(rl->ops.size == 100 && rl->ops.one_time_burst == 0 && rl->ops.refill_time_ms == 1000);
+	assert_false(ratelimit_config_enabled(&m.cfg.disks[1].rate_limit));
+	fc_machine_exit(&m);
+	fc_config_exit(&c);
+}
+
+#define PATCH_DRIVE(id, body) fc_drive_patch(&c, id, body, strlen(body), &rl, &slot, &disk, err, sizeof(err))
+
+/* PATCH /drives/{id}: the buckets given replace, the others stay; the machine's disk order; bad input refused. */
+static void test_drive_patch(void **state)
+{
+	struct fc_config c;
+	struct ratelimit_config rl;
+	unsigned slot, disk;
+	char err[256];
+
+	fc_config_init(&c);
+	assert_int_equal(PUT(FC_DRIVE, &c, "a", J("{\"drive_id\": \"a\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": false, \"rate_limiter\": {\"ops\": "
+						 "{\"size\": 10, \"refill_time\": 1000}}}", F.data)), 0);
+	assert_int_equal(PUT(FC_DRIVE, &c, "r", J("{\"drive_id\": \"r\", \"path_on_host\": \"%s\", "
+						 "\"is_root_device\": true}", F.rootfs)), 0);
+	/* "a" was put first but the root drive is the machine's disk 0. */
+	assert_int_equal(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"rate_limiter\": {\"bandwidth\": "
+					  "{\"size\": 4096, \"refill_time\": 100}}}"), 0);
+	assert_int_equal(slot, 0);
+	assert_int_equal(disk, 1);
+	assert_true(rl.bandwidth.size == 4096 && rl.bandwidth.refill_time_ms == 100);
+	assert_true(rl.ops.size == 10 && rl.ops.refill_time_ms == 1000);   /* kept */
+	/* Checks only: the config is the caller's to change. */
+	assert_int_equal(c.drives[0].rate_limit.bandwidth.size, 0);
+	assert_int_equal(PATCH_DRIVE("r", "{\"drive_id\": \"r\", \"rate_limiter\": {\"ops\": "
+					  "{\"size\": 0, \"refill_time\": 0}}}"), 0);
+	assert_int_equal(disk, 0);
+	assert_false(ratelimit_config_enabled(&rl));
+	assert_int_equal(PATCH_DRIVE("a", "{\"drive_id\": \"a\"}"), 0);
+	assert_int_equal(rl.ops.size, 10);
+
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"b\"}"), "does not match the id 'a'");
+	assert_fails(PATCH_DRIVE("zz", "{\"drive_id\": \"zz\"}"), "no drive 'zz'");
+	assert_fails(PATCH_DRIVE("a", "{\"rate_limiter\": {}}"), "missing field 'drive_id'");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"path_on_host\": \"/x\"}"), "cannot swap");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"is_read_only\": true}"), "unknown field");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"rate_limiter\": {\"ops\": {\"size\": 5}}}"),
+		     "missing field 'refill_time'");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", \"rate_limiter\": {\"ops\": "
+				      "{\"size\": 5, \"refill_time\": -1}}}"), "non-negative integer");
+	assert_fails(PATCH_DRIVE("a", "{\"drive_id\": \"a\", "), "JSON");
 	fc_config_exit(&c);
 }
 
@@ -800,6 +912,8 @@ int main(void)
 		cmocka_unit_test(test_drives),
 		cmocka_unit_test(test_drive_errors),
 		cmocka_unit_test(test_drive_path_with_comma),
+		cmocka_unit_test(test_drive_rate_limiter),
+		cmocka_unit_test(test_drive_patch),
 		cmocka_unit_test(test_machine_config),
 		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_put_unknown_resource),

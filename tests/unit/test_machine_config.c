@@ -76,6 +76,8 @@ static void sample(struct machine_config *c)
 	strcpy(c->disks[0].serial, "SER-1");
 	blk_config_init(&c->disks[1]);
 	strcpy(c->disks[1].path, "/img/b.img");
+	c->disks[1].rate_limit = (struct ratelimit_config){ .bandwidth = { 1 << 20, 4096, 250 },
+							    .ops = { 100, 0, 1000 } };
 	c->nnets = 2;
 	n = &c->nets[0];
 	strcpy(n->id, "net-a");
@@ -117,9 +119,47 @@ static void test_roundtrip(void **st)
 	assert_int_equal(out.ndisks, 2);
 	assert_memory_equal(&out.disks[0], &in.disks[0], sizeof(in.disks[0]));
 	assert_memory_equal(&out.disks[1], &in.disks[1], sizeof(in.disks[1]));
+	assert_int_equal(out.disks[1].rate_limit.bandwidth.one_time_burst, 4096);
+	assert_int_equal(out.disks[1].rate_limit.ops.refill_time_ms, 1000);
 	assert_int_equal(out.nnets, 2);
 	assert_memory_equal(&out.nets[0], &in.nets[0], sizeof(in.nets[0]));
 	assert_memory_equal(&out.nets[1], &in.nets[1], sizeof(in.nets[1]));
+	machine_config_release(&out);
+}
+
+/* A version-2 section (typed, before rate limiters): it loads, its disks unlimited. */
+static void test_version2(void **st)
+{
+	struct machine_config out;
+	struct snap_writer w;
+	char err[256];
+
+	snap_writer_init(&w);
+	snap_begin(&w, "machine", 2);
+	snap_put_u32(&w, 1);
+	snap_put_u64(&w, 256ull << 20);
+	snap_put_bool(&w, false);
+	snap_put_bool(&w, false);
+	snap_put_bool(&w, false);
+	snap_put_bool(&w, false);
+	snap_put_str(&w, "/k/vmlinux");
+	snap_put_str(&w, "");
+	snap_put_u32(&w, 1);
+	snap_put_str(&w, "/img/c.img");
+	snap_put_bool(&w, false);
+	snap_put_bool(&w, false);
+	snap_put_u32(&w, BLOCK_ENGINE_URING);
+	snap_put_u32(&w, 1);
+	snap_put_u16(&w, 128);
+	snap_put_str(&w, "S2");
+	snap_put_u32(&w, 0);
+	snap_end(&w);
+	assert_int_equal(save_and_load(&w, &out, err, sizeof(err)), 0);
+	assert_int_equal(out.ndisks, 1);
+	assert_string_equal(out.disks[0].path, "/img/c.img");
+	assert_string_equal(out.disks[0].serial, "S2");
+	assert_int_equal(out.disks[0].queue_size, 128);
+	assert_false(ratelimit_config_enabled(&out.disks[0].rate_limit));
 	machine_config_release(&out);
 }
 
@@ -199,7 +239,7 @@ static void test_old_version(void **st)
 	assert_non_null(strstr(err, "version 1"));
 }
 
-/* A version-2 section with one field changed by `poke` after a valid prefix. */
+/* A current-version section with one field changed by `poke` after a valid prefix. */
 static int load_damaged(void (*poke)(struct machine_config *c), char *err, size_t errlen)
 {
 	struct machine_config in, out;
@@ -229,12 +269,14 @@ static void poke_mac(struct machine_config *c) { c->nets[0].mac[0] = 0x01; }
 static void poke_fwd(struct machine_config *c) { c->nets[0].nr_hostfwd = 1; }   /* a TAP has none */
 static void poke_id(struct machine_config *c) { strcpy(c->nets[0].id, "a\tb"); }
 static void poke_cpus(struct machine_config *c) { c->cpus = 0; }
+static void poke_limit(struct machine_config *c) { c->disks[1].rate_limit.ops.refill_time_ms = 0; }
+static void poke_limit_big(struct machine_config *c) { c->disks[0].rate_limit.bandwidth.size = 1ull << 62; }
 
 static void test_damaged(void **st)
 {
 	void (*const pokes[])(struct machine_config *) = {
 		poke_engine, poke_queues, poke_qsize, poke_serial, poke_path, poke_model, poke_backend,
-		poke_ifname, poke_tap_empty, poke_mac, poke_fwd, poke_id, poke_cpus,
+		poke_ifname, poke_tap_empty, poke_mac, poke_fwd, poke_id, poke_cpus, poke_limit, poke_limit_big,
 	};
 	struct machine_config out;
 	struct snap_writer w;
@@ -246,11 +288,11 @@ static void test_damaged(void **st)
 	}
 	/* A version this kestrel does not know. */
 	snap_writer_init(&w);
-	snap_begin(&w, "machine", 3);
+	snap_begin(&w, "machine", 4);
 	snap_put_u32(&w, 1);
 	snap_end(&w);
 	assert_int_equal(save_and_load(&w, &out, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "version 3"));
+	assert_non_null(strstr(err, "version 4"));
 	/* Cut short. */
 	snap_writer_init(&w);
 	snap_begin(&w, "machine", 2);
@@ -292,6 +334,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_old_version),
+		cmocka_unit_test(test_version2),
 		cmocka_unit_test(test_damaged),
 		cmocka_unit_test(test_net_parse),
 	};

@@ -164,6 +164,7 @@ struct blk_queue {
 	struct blk_req **inflight;     /* by head; max queue size entries */
 	unsigned n_inflight;
 	bool resched;                  /* budget ran out with work left */
+	struct blk_req *held;          /* popped, refused by the rate limiter; goes first */
 };
 
 struct virtio_blk {
@@ -191,6 +192,8 @@ struct virtio_blk {
 	struct blk_queue queues[BLK_MAX_QUEUES];
 	struct blk_req *free_reqs;
 	struct log_ratelimit rl;
+	struct ratelimit limiter;      /* guarded by lock */
+	struct loop_timer limit_timer; /* retries held queues when the buckets have refilled */
 };
 
 _Static_assert(BLK_MAX_QUEUES <= 32, "notify_mask has a bit per queue");
@@ -232,7 +235,7 @@ int blk_parse_spec(const char *spec, struct blk_config *cfg, char *err, size_t e
 	tok = buf[0] == ',' ? NULL : strtok_r(buf, ",", &save);
 	if (!tok || !*tok) {
 		snprintf(err, errlen, "disk: missing image path (--disk PATH[,ro][,direct]"
-			 "[,engine=uring|sync][,queues=N][,serial=S])");
+			 "[,engine=uring|sync][,queues=N][,serial=S][,bw=BYTES][,iops=N])");
 		return -EINVAL;
 	}
 	if (strlen(tok) >= sizeof(cfg->path)) {
@@ -275,6 +278,19 @@ int blk_parse_spec(const char *spec, struct blk_config *cfg, char *err, size_t e
 				return -EINVAL;
 			}
 			cfg->num_queues = (unsigned)v;
+		} else if (strncmp(tok, "bw=", 3) == 0 || strncmp(tok, "iops=", 5) == 0) {
+			/* Per second: a bucket of one second's worth, refilled over 1000 ms. */
+			bool bw = tok[0] == 'b';
+			struct ratelimit_bucket_config *bc = bw ? &cfg->rate_limit.bandwidth : &cfg->rate_limit.ops;
+
+			if (blk_parse_uint(tok + (bw ? 3 : 5), 1, RATELIMIT_MAX_SIZE, &v) < 0) {
+				snprintf(err, errlen, "disk %s: %s must be 1 to %llu per second, not '%s'", cfg->path,
+					 bw ? "bw" : "iops", (unsigned long long)RATELIMIT_MAX_SIZE, tok + (bw ? 3 : 5));
+				return -EINVAL;
+			}
+			bc->size = v;
+			bc->one_time_burst = 0;
+			bc->refill_time_ms = 1000;
 		} else if (strncmp(tok, "serial=", 7) == 0) {
 			const char *s = tok + 7;
 			size_t n = strlen(s);
@@ -695,6 +711,32 @@ static void blk_start(struct virtio_blk *b, struct blk_queue *q, struct blk_req 
 }
 
 /*
+ * Rate limiting: a request the limiter refuses is kept popped in q->held
+ * and the queue stops (kicks stay disabled, so the guest does not exit for
+ * nothing) until limit_timer fires on the I/O thread and retries it first.
+ * Charged: one op, and the chain's length less the 16-byte header and the
+ * status byte as bytes (the data of a read or write; ~0 for the others).
+ * Caller holds b->lock. True: held.
+ */
+static bool blk_limit(struct virtio_blk *b, struct blk_queue *q, struct blk_req *r)
+{
+	uint64_t total = (uint64_t)r->elem.out_len + r->elem.in_len, wait;
+
+	if (!ratelimit_enabled(&b->limiter))
+		return false;
+	wait = ratelimit_consume(&b->limiter, total > 17 ? total - 17 : 0, loop_now_ns());
+	if (!wait)
+		return false;
+	q->held = r;
+	b->vdev.metrics.throttled++;
+	/* Not attached (unit tests without a loop): the next notify or completion retries. */
+	if (b->loop && (!loop_timer_armed(&b->limit_timer) ||
+			b->limit_timer.deadline_ns > loop_now_ns() + wait))
+		loop_timer_arm(&b->limit_timer, wait, 0);
+	return true;
+}
+
+/*
  * Take up to one ring's worth of requests from queue q and submit them to
  * the backend in one batch. If the budget runs out with work left, the
  * queue is continued from blk_process_completions() after the I/O loop has
@@ -709,6 +751,15 @@ static void blk_run_queue(struct virtio_blk *b, struct blk_queue *q)
 	if (!b->active || b->failed || q->index >= b->active_queues)
 		return;
 	block_batch_begin(b->be);
+	if (q->held) {
+		struct blk_req *r = q->held;
+
+		q->held = NULL;
+		if (blk_limit(b, q, r))
+			goto out;
+		budget--;
+		blk_start(b, q, r);
+	}
 	for (;;) {
 		vq_disable_kicks(vq);
 		while (budget && !b->failed) {
@@ -730,6 +781,8 @@ static void blk_run_queue(struct virtio_blk *b, struct blk_queue *q)
 				break;
 			}
 			budget--;
+			if (blk_limit(b, q, r))
+				goto out;
 			blk_start(b, q, r);
 		}
 		if (b->failed)
@@ -742,6 +795,7 @@ static void blk_run_queue(struct virtio_blk *b, struct blk_queue *q)
 		if (!vq_enable_kicks(vq))
 			break;
 	}
+out:
 	block_batch_submit(b->be);
 }
 
@@ -776,6 +830,45 @@ void blk_process_completions(struct virtio_blk *b)
 	blk_deliver(b, &df);
 }
 
+/* limit_timer: the buckets have refilled enough for the first held request. */
+static void blk_limit_timer_cb(void *opaque)
+{
+	struct virtio_blk *b = opaque;
+	struct blk_deferred df;
+
+	pthread_mutex_lock(&b->lock);
+	for (unsigned i = 0; i < b->num_queues; i++)
+		if (b->queues[i].held)
+			blk_run_queue(b, &b->queues[i]);
+	blk_collect(b, &df);
+	pthread_mutex_unlock(&b->lock);
+	blk_deliver(b, &df);
+}
+
+void blk_set_rate_limit(struct virtio_blk *b, const struct ratelimit_config *cfg)
+{
+	pthread_mutex_lock(&b->lock);
+	ratelimit_update(&b->limiter, cfg, loop_now_ns());
+	/* Held queues try again under the new limits (on the I/O thread). */
+	if (b->loop)
+		for (unsigned i = 0; i < b->num_queues; i++)
+			if (b->queues[i].held) {
+				loop_timer_arm(&b->limit_timer, 0, 0);
+				break;
+			}
+	pthread_mutex_unlock(&b->lock);
+}
+
+uint64_t blk_throttled(struct virtio_blk *b)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&b->lock);
+	n = b->limiter.throttled;
+	pthread_mutex_unlock(&b->lock);
+	return n;
+}
+
 static void blk_loop_cb(void *opaque, uint32_t events)
 {
 	(void)events;
@@ -790,8 +883,16 @@ int blk_attach(struct virtio_blk *b, struct loop *l)
 		return -EBUSY;
 	/* Completions (io_uring's eventfd) are reaped on this loop's thread. */
 	rc = loop_add(l, blk_event_fd(b), EPOLLIN, blk_loop_cb, b);
-	if (rc == 0)
+	if (rc == 0) {
+		pthread_mutex_lock(&b->lock);
+		loop_timer_init(&b->limit_timer, l, blk_limit_timer_cb, b);
 		b->loop = l;
+		/* Held before attaching: retry on this loop. */
+		for (unsigned i = 0; i < b->num_queues; i++)
+			if (b->queues[i].held)
+				loop_timer_arm(&b->limit_timer, 0, 0);
+		pthread_mutex_unlock(&b->lock);
+	}
 	return rc;
 }
 
@@ -799,6 +900,7 @@ void blk_detach(struct virtio_blk *b)
 {
 	if (!b->loop)
 		return;
+	loop_timer_cancel(&b->limit_timer);
 	loop_del(b->loop, blk_event_fd(b));
 	b->loop = NULL;
 }
@@ -848,6 +950,28 @@ static int blk_activate(struct virtio_dev *d)
 	return 0;
 }
 
+/*
+ * A snapshot restored DRIVER_OK: activate, then look at every queue once
+ * from the I/O thread. The driver's last kick may have gone to the old
+ * process (a request the limiter held or the budget left, given back to the
+ * ring at pause, with kicks still suppressed in guest memory); without this
+ * look nothing would notice it.
+ */
+static int blk_restore(struct virtio_dev *d)
+{
+	struct virtio_blk *b = d->priv;
+	int rc = blk_activate(d);
+
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&b->lock);
+	for (unsigned i = 0; i < b->active_queues; i++)
+		b->queues[i].resched = true;
+	block_wakeup(b->be);
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
 /* Caller holds b->lock. Afterwards no backend operation refers to guest memory. */
 static void blk_quiesce(struct virtio_blk *b)
 {
@@ -861,6 +985,11 @@ static void blk_quiesce(struct virtio_blk *b)
 			log_err("virtio-blk", "%s: queue %u: %u requests still in flight after drain",
 				b->path, i, q->n_inflight);
 		q->resched = false;
+		/* The reset forgets the ring: a held request has nothing left to go back to. */
+		if (q->held) {
+			blk_req_release(b, q->held);
+			q->held = NULL;
+		}
 	}
 	b->notify_mask = 0;
 	b->failed = false;
@@ -896,6 +1025,17 @@ static void blk_pause_quiesce(struct virtio_dev *d)
 		if (b->queues[i].n_inflight)
 			log_err("virtio-blk", "%s: queue %u: %u requests still in flight after drain",
 				b->path, i, b->queues[i].n_inflight);
+		/*
+		 * A held request goes back to the avail ring (it is the last one
+		 * popped), so a snapshot taken now holds it as the guest's; the queue
+		 * pops it again when the I/O thread restarts.
+		 */
+		if (b->queues[i].held) {
+			vq_unpop(&b->vdev.queues[i], 1);
+			blk_req_release(b, b->queues[i].held);
+			b->queues[i].held = NULL;
+			b->queues[i].resched = true;
+		}
 		more |= b->queues[i].resched;
 	}
 	if (more)
@@ -962,6 +1102,7 @@ static const struct virtio_dev_ops blk_ops = {
 	.quiesce = blk_pause_quiesce,
 	.save = blk_save,
 	.load = blk_load,
+	.restore = blk_restore,
 };
 
 /* ---- life cycle ---- */
@@ -1014,6 +1155,12 @@ int blk_new(struct virtio_blk **out, const struct blk_config *cfg, const struct 
 	b->num_queues = cfg->num_queues;
 	b->queue_size = qsize;
 	b->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
+	rc = ratelimit_config_check(&cfg->rate_limit, "disk rate limit", err, errlen);
+	if (rc < 0) {
+		free(b);
+		return rc;
+	}
+	ratelimit_init(&b->limiter, &cfg->rate_limit, loop_now_ns());
 	if (cfg->serial[0])
 		memcpy(b->serial, cfg->serial, strnlen(cfg->serial, BLK_SERIAL_LEN));
 	else

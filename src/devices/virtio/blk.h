@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "backends/block.h"
+#include "util/ratelimit.h"
 #include "virtio/virtio.h"
 
 struct loop;
@@ -35,6 +36,7 @@ struct blk_config {
 	uint16_t queue_size;           /* power of two, 0: BLK_DEFAULT_QUEUE_SIZE */
 	char serial[BLK_SERIAL_LEN + 1]; /* empty: derived from the path */
 	bool vhost_user;               /* path is a vhost-user back-end's socket (docs/vhost-user.md) */
+	struct ratelimit_config rate_limit; /* all zero: unlimited */
 };
 
 struct virtio_blk;
@@ -43,10 +45,11 @@ struct virtio_blk;
 void blk_config_init(struct blk_config *cfg);
 
 /*
- * Parse `PATH[,ro][,direct][,engine=uring|sync][,queues=N][,serial=S]` or
- * `vhost-user=SOCKET` (the --disk argument) on top of blk_config_init()
- * defaults. 0, or -EINVAL with a one-line message in err. PATH cannot
- * contain a comma.
+ * Parse `PATH[,ro][,direct][,engine=uring|sync][,queues=N][,serial=S]
+ * [,bw=BYTES][,iops=N]` or `vhost-user=SOCKET` (the --disk argument) on top
+ * of blk_config_init() defaults; bw and iops are per-second limits (token
+ * buckets of one second's worth, refilled over 1000 ms). 0, or -EINVAL with
+ * a one-line message in err. PATH cannot contain a comma.
  */
 KESTREL_MUST_CHECK int blk_parse_spec(const char *spec, struct blk_config *cfg, char *err, size_t errlen);
 
@@ -67,6 +70,15 @@ KESTREL_MUST_CHECK int blk_attach(struct virtio_blk *b, struct loop *l);
 void blk_detach(struct virtio_blk *b);
 
 uint64_t blk_capacity(const struct virtio_blk *b);   /* in 512-byte sectors */
+/*
+ * Replace the rate limiter on a running device (any thread; cfg checked by
+ * ratelimit_config_check). A throttled queue is retried at once under the
+ * new limits.
+ */
+void blk_set_rate_limit(struct virtio_blk *b, const struct ratelimit_config *cfg);
+/* Requests the limiter has held back so far (each hold counts once). */
+uint64_t blk_throttled(struct virtio_blk *b);
+
 /* The backend, for tests (fault injection) and statistics. */
 struct block_backend *blk_backend(struct virtio_blk *b);
 
