@@ -81,6 +81,7 @@ stage kvm-vmstate env BUILD="$root/$BUILD" KESTREL="$root/$BUILD/kestrel" tests/
 stage kvm-snapshot env BUILD="$root/$BUILD" tests/kvm/test_snapshot.sh
 stage kvm-robust env BUILD="$root/$BUILD" tests/kvm/test_robust.sh
 stage kvm-vhost-user env BUILD="$root/$BUILD" tests/kvm/test_vhost_user.sh
+stage kvm-vhost-user-net env BUILD="$root/$BUILD" tests/kvm/test_vhost_user_net.sh
 
 section "API tests (control API over the Unix socket)"
 stage api env BUILD="$root/$BUILD" tests/api/api.sh
