@@ -102,8 +102,8 @@ static int vunet_parse_mac(const char *s, size_t len, uint8_t mac[6])
 int vunet_parse_spec(const char *spec, char path[VUNET_PATH_MAX], uint8_t mac[6], char *err, size_t errlen)
 {
 	static const char key[] = "vhost-user=";
-	const char *p = spec + sizeof(key) - 1;
-	size_t plen = strcspn(p, ",");
+	const char *p;
+	size_t plen;
 	bool mac_given = false;
 	char seed[VUNET_PATH_MAX + sizeof(key)];
 
@@ -111,6 +111,8 @@ int vunet_parse_spec(const char *spec, char path[VUNET_PATH_MAX], uint8_t mac[6]
 		snprintf(err, errlen, "--net: expected vhost-user=SOCKET");
 		return -EINVAL;
 	}
+	p = spec + sizeof(key) - 1;
+	plen = strcspn(p, ",");
 	if (plen == 0 || plen >= VUNET_PATH_MAX) {
 		snprintf(err, errlen, "--net vhost-user=: the socket path must be 1 to %d bytes", VUNET_PATH_MAX - 1);
 		return -EINVAL;
