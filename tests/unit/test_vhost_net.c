@@ -426,6 +426,37 @@ static void test_refused_at_activation(void **state)
 	gm_exit(&gm);
 }
 
+/* A refused enable: the back-end already had the ring, so it is stopped again (GET_VRING_BASE). */
+static void test_refused_enable_stops_ring(void **state)
+{
+	static const uint8_t mac[6] = { 0x02, 0, 0, 0, 0, 1 };
+	static struct fake f;
+	struct vhost_user_net *n;
+	struct guest_mem gm;
+	struct virtio_dev *d;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(gm_init(&gm, 4 << 20, 0), 0);
+	fake_default(&f);
+	f.refuse = VHU_SET_VRING_ENABLE;
+	fake_start(&f);
+	assert_int_equal(vunet_new(&n, f.path, mac, &gm, err, sizeof(err)), 0);
+	d = vunet_virtio(n);
+	tfx_open(true);
+	drive_to_ok(d, d->host_features);
+	assert_true(d->status & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(f.kick_fds, 1);   /* ring 0 only: set-up stopped at its enable */
+	assert_int_equal(count(&f, VHU_GET_VRING_BASE), 1);
+	/* Stopped once: a reset and the teardown ask nothing more. */
+	virtio_set_status(d, 0);
+	vunet_free(n);
+	fake_stop(&f);
+	assert_int_equal(count(&f, VHU_GET_VRING_BASE), 1);
+	tfx_close();
+	gm_exit(&gm);
+}
+
 /* The back-end closes the socket while the rings run: link down, one config interrupt, nothing else. */
 static void test_hangup_link_down(void **state)
 {
@@ -578,6 +609,7 @@ int main(void)
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_start_and_reset),
 		cmocka_unit_test(test_refused_at_activation),
+		cmocka_unit_test(test_refused_enable_stops_ring),
 		cmocka_unit_test(test_hangup_link_down),
 		cmocka_unit_test(test_hangup_without_status),
 		cmocka_unit_test(test_no_irqfd_uses_own_call_fd),

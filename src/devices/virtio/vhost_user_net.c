@@ -204,26 +204,6 @@ static int vunet_uaddr(const struct virtio_dev *d, uint64_t gpa, uint64_t len, u
 	return 0;
 }
 
-static int vunet_mem_table(struct vhost_user_net *n)
-{
-	const struct guest_mem *gm = n->vdev.gm;
-	struct vhu_mem_region r[VHU_MAX_REGIONS];
-	int fds[VHU_MAX_REGIONS];
-
-	if (gm->nr_regions == 0 || gm->nr_regions > VHU_MAX_REGIONS || gm->memfd < 0)
-		return -EINVAL;
-	for (unsigned i = 0; i < gm->nr_regions; i++) {
-		r[i] = (struct vhu_mem_region){
-			.gpa = gm->regions[i].gpa,
-			.size = gm->regions[i].size,
-			.uaddr = (uint64_t)(uintptr_t)gm->regions[i].host,
-			.mmap_offset = gm->regions[i].fd_offset,
-		};
-		fds[i] = gm->memfd;
-	}
-	return vhu_set_mem_table(&n->conn, r, fds, gm->nr_regions);
-}
-
 static int vunet_start_queue(struct vhost_user_net *n, unsigned q)
 {
 	struct virtio_dev *d = &n->vdev;
@@ -231,7 +211,6 @@ static int vunet_start_queue(struct vhost_user_net *n, unsigned q)
 	struct vhu_vring_addr a = { .index = q };
 	int kick = d->tops->queue_kick_fd(d, q);
 	int irq = d->tops->queue_irq_fd(d, q);
-	int e;
 
 	if (vunet_uaddr(d, vq->desc_gpa, 16ull * vq->size, &a.desc) < 0 ||
 	    vunet_uaddr(d, vq->avail_gpa, 6 + 2ull * vq->size, &a.avail) < 0 ||
@@ -241,21 +220,7 @@ static int vunet_start_queue(struct vhost_user_net *n, unsigned q)
 		return -ENODEV;
 	if (irq < 0)
 		irq = n->call[q].fd;   /* forwarded by vunet_call_cb */
-	e = vhu_set_vring_num(&n->conn, q, vq->size);
-	if (!e)
-		e = vhu_set_vring_base(&n->conn, q, vq->last_avail);
-	if (!e)
-		e = vhu_set_vring_addr(&n->conn, &a);
-	if (!e)
-		e = vhu_set_vring_fd(&n->conn, VHU_SET_VRING_KICK, q, kick);
-	if (!e)
-		e = vhu_set_vring_fd(&n->conn, VHU_SET_VRING_CALL, q, irq);
-	if (!e)
-		n->running[q] = true;
-	/* With protocol features negotiated, rings start disabled (vhost-user.rst, "Ring states"). */
-	if (!e)
-		e = vhu_set_vring_enable(&n->conn, q, true);
-	return e;
+	return vhu_vring_start(&n->conn, &a, vq->size, vq->last_avail, kick, irq, &n->running[q]);
 }
 
 static int vunet_activate(struct virtio_dev *d)
@@ -280,7 +245,7 @@ static int vunet_activate(struct virtio_dev *d)
 	e = vhu_set_features(&n->conn, (d->driver_features & n->backend_features & ~VUNET_OWN_FEATURES) |
 				       VIRTIO_BIT(VHU_F_PROTOCOL_FEATURES));
 	if (!e)
-		e = vunet_mem_table(n);
+		e = vhu_set_mem_table_gm(&n->conn, d->gm);
 	for (unsigned q = 0; !e && q < VUNET_NUM_QUEUES; q++)
 		if (d->queues[q].enabled)
 			e = vunet_start_queue(n, q);
