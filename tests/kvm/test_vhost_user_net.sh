@@ -163,6 +163,13 @@ RC=2 bad refuse-option "unknown option 'mtu=1500'" --net "vhost-user=$SOCK,mtu=1
 RC=2 bad refuse-bad-mac "bad mac=" --net "vhost-user=$SOCK,mac=01:00:00:00:00:01"
 RC=2 bad refuse-e1000 "only model=virtio" --net "vhost-user=$SOCK,model=e1000"
 bad no-backend "cannot connect" --net "vhost-user=$T/nobody.sock"
+# The guest's own parameter: rxwait= beyond the buffers it posts is refused by the guest.
+run rxwait-bad --kernel "$G/guest-vnet.elf" --memory 64M --cmdline "rxwait=17 rxbufs=16"
+if [ "$rc" = 1 ] && grep -q "vnet error: rxwait=17 is more than rxbufs=16" "$out"; then
+	pass "vhost-user-net guest-rxwait-refused"
+else
+	fail "vhost-user-net guest-rxwait-refused" "exit status $rc: $(head -c 300 "$out")"
+fi
 rm -f "$SOCK"
 if start_pmd "$SOCK"; then
 	bad refuse-mmio "needs the virtio-pci transport" --transport mmio --net "vhost-user=$SOCK"
