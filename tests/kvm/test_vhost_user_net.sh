@@ -81,7 +81,8 @@ run() {
 SOCK=$T/vhu-net.sock
 if ! start_pmd "$SOCK"; then
 	# testpmd runs on plain memory here (--no-huge); a host where it still cannot start is skipped.
-	skip "vhost-user-net" "dpdk-testpmd did not start: $(grep -m1 -iE 'cause|error' "$T/pmd.log" || tail -n 1 "$T/pmd.log")"
+	why=$(grep -m1 -iE 'cause|error' "$T/pmd.log" || tail -n 1 "$T/pmd.log")
+	skip "vhost-user-net" "dpdk-testpmd did not start: ${why:-it exited without a word}"
 	exit 0
 fi
 pass "vhost-user-net testpmd-start"
