@@ -28,10 +28,13 @@
  *   rxbufs=N (16) receive buffers of 2048 bytes posted on queue 0
  *   pci=auto|conf1|ecam, ecam=ADDR, barbase=ADDR, barend=ADDR (as guest-vblk)
  *   timeout_ms=N (10000) without any completion before giving up
+ *   rxwait=N (0) after sending, wait (timeout_ms) until N receive buffers
+ *     are used, as an echoing back-end fills them; N <= rxbufs
  *
  * Output: a line describing the device, then
  *   kestrel-guest: vnet done n=N size=S batch=B frames=F tsc_cycles=T
  *     tsc_mhz=M us=U kpps=P mbit_s=R kicks=K rx=X
+ *   and with rxwait=: "kestrel-guest: vnet echoed rx_own=O of rx=X"
  * tsc_cycles: from the first frame made available to the last one used;
  * kicks: notify writes the guest made; rx: frames the device put in the
  * receive buffers meanwhile (host chatter, if any). Exit status 0; 1 with
@@ -53,7 +56,7 @@
 #define TXQ 1
 
 struct vnet {
-	uint64_t n, size, batch, qsize_want, rxbufs, timeout_ms;
+	uint64_t n, size, batch, qsize_want, rxbufs, timeout_ms, rxwait;
 	bool unicast;
 	char pci_how[8];
 	uint64_t ecam, bar_lo, bar_hi;
@@ -61,7 +64,7 @@ struct vnet {
 	uint64_t mem_lo, mem_hi;
 	/* results (written at CPL3) */
 	char err[192];
-	uint64_t tsc, done, kicks, rx, len_nonzero;
+	uint64_t tsc, done, kicks, rx, len_nonzero, rx_own;
 };
 
 static struct vnet vn;
@@ -304,6 +307,31 @@ static uint64_t vnet_user(uint64_t arg)
 	b->tsc = t_last - t0;
 	b->done = done;
 	b->kicks = kicks;
+	/*
+	 * rxwait=N: a back-end that echoes frames fills N receive buffers in
+	 * time; rx_own counts those holding one of this guest's frames (its
+	 * ethertype), wherever the back-end put the MAC addresses.
+	 */
+	if (b->rxwait) {
+		uint64_t t_rx = rdtsc();
+
+		while (*(volatile uint16_t *)&rq.used->idx < b->rxwait) {
+			cpu_relax();
+			if (rdtsc() - t_rx > timeout) {
+				guest_snprintf(b->err, sizeof(b->err), "timeout: %u of %lu receive buffers used",
+					       *(volatile uint16_t *)&rq.used->idx, b->rxwait);
+				return 1;
+			}
+		}
+		__asm__ volatile("" : : : "memory");
+		for (uint16_t i = 0; i < *(volatile uint16_t *)&rq.used->idx && i < rsize; i++) {
+			struct virtq_used_elem e = rq.used->ring[i];
+			const uint8_t *f = rbufs + (uint64_t)e.id * RX_BUF_BYTES + NET_HDR_LEN;
+
+			if (e.id < rsize && e.len >= NET_HDR_LEN + 14 && f[12] == 0x88 && f[13] == 0xb5)
+				b->rx_own++;
+		}
+	}
 	b->rx = *(volatile uint16_t *)&rq.used->idx;
 	virtio_set_status(&v, 0);
 	return 0;
@@ -318,6 +346,7 @@ static bool parse_args(struct vnet *b)
 	b->batch = cmdline_u64("batch", 32);
 	b->qsize_want = cmdline_u64("qsize", 256);
 	b->rxbufs = cmdline_u64("rxbufs", 16);
+	b->rxwait = cmdline_u64("rxwait", 0);
 	b->timeout_ms = cmdline_u64("timeout_ms", 10000);
 	b->ecam = cmdline_u64("ecam", 0xe0000000);
 	b->bar_lo = cmdline_u64("barbase", 0xc0000000);
@@ -339,6 +368,10 @@ static bool parse_args(struct vnet *b)
 	    b->rxbufs > MAX_RXBUFS) {
 		guest_printf("kestrel-guest: vnet error: n, batch, qsize (<= 32768) and rxbufs (<= %u) "
 			     "must be positive\n", MAX_RXBUFS);
+		return false;
+	}
+	if (b->rxwait > b->rxbufs) {
+		guest_printf("kestrel-guest: vnet error: rxwait=%lu is more than rxbufs=%lu\n", b->rxwait, b->rxbufs);
 		return false;
 	}
 	if (b->bar_hi <= b->bar_lo || b->bar_hi > 0x100000000ull || b->bar_lo < 0xc0000000ull) {
@@ -377,5 +410,7 @@ int guest_main(const struct hvm_start_info *si)
 	guest_printf("kestrel-guest: vnet done n=%lu size=%lu batch=%lu frames=%lu tsc_cycles=%lu "
 		     "tsc_mhz=%lu us=%lu kpps=%lu mbit_s=%lu kicks=%lu rx=%lu\n",
 		     vn.n, vn.size, vn.batch, vn.done, vn.tsc, mhz, us, kpps, mbit, vn.kicks, vn.rx);
+	if (vn.rxwait)
+		guest_printf("kestrel-guest: vnet echoed rx_own=%lu of rx=%lu\n", vn.rx_own, vn.rx);
 	return 0;
 }

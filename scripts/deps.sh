@@ -9,14 +9,16 @@ set -euo pipefail
 # needed). Test:
 # cmocka, clang + libFuzzer, QEMU (test bed and benchmark peer), busybox and
 # cpio (initramfs images), curl (API tests), qemu-system-common for
-# qemu-storage-daemon (the vhost-user-blk back-end of tests/kvm/test_vhost_user.sh).
+# qemu-storage-daemon (the vhost-user-blk back-end of tests/kvm/test_vhost_user.sh),
+# dpdk-dev for dpdk-testpmd (the vhost-user-net back-end of tests/kvm/test_vhost_user_net.sh;
+# Debian 12's package dpdk has only the runtime scripts).
 PKGS=(
 	gcc make meson ninja-build pkg-config python3
 	libcmocka-dev liburing-dev libslirp-dev libglib2.0-dev
 	libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev curl libssl-dev
 	clang libclang-rt-14-dev
 	qemu-system-x86 qemu-system-common qemu-utils busybox-static cpio
-	xz-utils zstd kmod e2fsprogs strace
+	xz-utils zstd kmod e2fsprogs strace dpdk-dev
 )
 
 missing=()

@@ -82,6 +82,7 @@ stage kvm-snapshot env BUILD="$root/$BUILD" tests/kvm/test_snapshot.sh
 stage kvm-ratelimit env BUILD="$root/$BUILD" tests/kvm/test_ratelimit.sh
 stage kvm-robust env BUILD="$root/$BUILD" tests/kvm/test_robust.sh
 stage kvm-vhost-user env BUILD="$root/$BUILD" tests/kvm/test_vhost_user.sh
+stage kvm-vhost-user-net env BUILD="$root/$BUILD" tests/kvm/test_vhost_user_net.sh
 
 section "API tests (control API over the Unix socket)"
 stage api env BUILD="$root/$BUILD" tests/api/api.sh

@@ -48,7 +48,8 @@ struct fc_drive {
 
 struct fc_net {
 	char *id;
-	char *host_dev;
+	char *host_dev;          /* a TAP device, or NULL with vhost_socket */
+	char *vhost_socket;      /* kestrel's vhost_user_socket: a vhost-user back-end instead of a TAP */
 	char *mac;               /* NULL: kestrel derives one */
 	unsigned mtu;            /* 0: not advertised */
 };

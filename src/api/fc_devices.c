@@ -25,6 +25,7 @@ void fc_net_free(struct fc_net *n)
 {
 	free(n->id);
 	free(n->host_dev);
+	free(n->vhost_socket);
 	free(n->mac);
 	memset(n, 0, sizeof(*n));
 }
@@ -265,13 +266,14 @@ int fc_net_apply(struct fc_config *c, const char *path_id, const cJSON *j, const
 {
 	static const struct fc_field f[] = {
 		{ "iface_id", FC_STR, true },
-		{ "host_dev_name", FC_STR, true },
+		{ "host_dev_name", FC_STR, false },       /* this or vhost_user_socket */
+		{ "vhost_user_socket", FC_STR, false },   /* kestrel extension */
 		{ "guest_mac", FC_STR, false },
 		{ "mtu", FC_UINT, false },
 		{ "rx_rate_limiter", FC_OBJ, false },
 		{ "tx_rate_limiter", FC_OBJ, false },
 	};
-	const char *id, *dev, *mac;
+	const char *id, *dev, *mac, *sock;
 	const cJSON *m;
 	struct fc_net n = { 0 };
 	unsigned slot;
@@ -283,6 +285,8 @@ int fc_net_apply(struct fc_config *c, const char *path_id, const cJSON *j, const
 		e = fc_get_str(j, "iface_id", FC_ID_MAX, false, where, &id, err, errlen);
 	if (!e)
 		e = fc_get_str(j, "host_dev_name", 64, false, where, &dev, err, errlen);
+	if (!e)
+		e = fc_get_str(j, "vhost_user_socket", 107, false, where, &sock, err, errlen);
 	if (!e)
 		e = fc_get_str(j, "guest_mac", 64, false, where, &mac, err, errlen);
 	if (e)
@@ -302,7 +306,18 @@ int fc_net_apply(struct fc_config *c, const char *path_id, const cJSON *j, const
 			 fc_get(j, "rx_rate_limiter") ? "rx" : "tx", where);
 		return -EINVAL;
 	}
-	if (!fc_ifname_valid(dev)) {
+	if (!dev == !sock) {
+		if (dev)
+			snprintf(err, errlen, "host_dev_name and vhost_user_socket in %s: give one of them", where);
+		else
+			snprintf(err, errlen, "missing field 'host_dev_name' in %s (or vhost_user_socket)", where);
+		return -EINVAL;
+	}
+	if (sock && fc_get(j, "mtu")) {
+		snprintf(err, errlen, "mtu in %s: not supported with vhost_user_socket", where);
+		return -EINVAL;
+	}
+	if (dev && !fc_ifname_valid(dev)) {
 		snprintf(err, errlen, "host_dev_name '%s' in %s is not a TAP device name "
 			 "(1 to 15 letters, digits, '_', '.' or '-')", fc_printable(p, sizeof(p), dev), where);
 		return -EINVAL;
@@ -325,7 +340,11 @@ int fc_net_apply(struct fc_config *c, const char *path_id, const cJSON *j, const
 	for (unsigned i = 0; i < c->nnets; i++) {
 		if (i == slot)
 			continue;
-		if (!strcmp(c->nets[i].host_dev, dev)) {
+		if (sock && c->nets[i].vhost_socket && !strcmp(c->nets[i].vhost_socket, sock)) {
+			snprintf(err, errlen, "vhost_user_socket is already used by interface '%s'", c->nets[i].id);
+			return -EINVAL;
+		}
+		if (dev && c->nets[i].host_dev && !strcmp(c->nets[i].host_dev, dev)) {
 			snprintf(err, errlen, "host_dev_name '%s' is already used by interface '%s'", dev, c->nets[i].id);
 			return -EINVAL;
 		}
@@ -338,7 +357,8 @@ int fc_net_apply(struct fc_config *c, const char *path_id, const cJSON *j, const
 		snprintf(err, errlen, "too many network interfaces: kestrel supports %d", MACHINE_MAX_NETS);
 		return -ENOSPC;
 	}
-	if (fc_set_str(&n.id, id) || fc_set_str(&n.host_dev, dev) || fc_set_str(&n.mac, mac)) {
+	if (fc_set_str(&n.id, id) || fc_set_str(&n.host_dev, dev) || fc_set_str(&n.mac, mac) ||
+	    fc_set_str(&n.vhost_socket, sock)) {
 		fc_net_free(&n);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -391,6 +411,7 @@ bool fc_add_nets(cJSON *top, const struct fc_config *c)
 		if (!o || !cJSON_AddItemToArray(a, o))
 			return cJSON_Delete(o), false;
 		if (!fc_add_str(o, "iface_id", n->id) || !fc_add_str(o, "host_dev_name", n->host_dev) ||
+		    !fc_add_str(o, "vhost_user_socket", n->vhost_socket) ||
 		    !fc_add_str(o, "guest_mac", n->mac) ||
 		    (n->mtu && !cJSON_AddNumberToObject(o, "mtu", n->mtu)))
 			return false;
@@ -411,14 +432,17 @@ void fc_disk_config(const struct fc_drive *d, struct blk_config *b)
 	b->rate_limit = d->rate_limit;
 }
 
-/* An interface on a TAP device; without guest_mac the machine derives one. */
+/* An interface on a TAP device or a vhost-user back-end; without guest_mac the machine derives one. */
 void fc_net_config(const struct fc_net *n, struct net_config *nc)
 {
 	memset(nc, 0, sizeof(*nc));
 	snprintf(nc->id, sizeof(nc->id), "%s", n->id);
 	nc->model = NET_MODEL_VIRTIO;
-	nc->backend = NET_BACKEND_TAP;
-	snprintf(nc->ifname, sizeof(nc->ifname), "%s", n->host_dev);
+	nc->backend = n->vhost_socket ? NET_BACKEND_VHOST_USER : NET_BACKEND_TAP;
+	if (n->vhost_socket)
+		snprintf(nc->vhost_socket, sizeof(nc->vhost_socket), "%s", n->vhost_socket);
+	else
+		snprintf(nc->ifname, sizeof(nc->ifname), "%s", n->host_dev);
 	if (n->mac) {
 		for (int i = 0; i < 6; i++)
 			nc->mac[i] = (uint8_t)strtoul((char[3]){ n->mac[3 * i], n->mac[3 * i + 1], 0 }, NULL, 16);

@@ -81,6 +81,7 @@ enum net_backend_kind {
 	NET_BACKEND_NONE,
 	NET_BACKEND_TAP,
 	NET_BACKEND_USER,
+	NET_BACKEND_VHOST_USER,   /* no backend in kestrel: a vhost-user back-end serves the rings */
 };
 
 /* Which backend a NIC opens: a tap by name, or user-mode networking with port forwards. */

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "mem/gm.h"
 #include "util/log.h"
 #include "vhost/vhost_user.h"
 
@@ -521,4 +522,47 @@ int vhu_set_config(struct vhu_conn *c, uint32_t offset, const void *buf, uint32_
 	m.p.config.size = len;
 	memcpy(m.p.config.payload, buf, len);
 	return vhu_request(c, &m, NULL, 0);
+}
+
+/* ---- steps every front-end takes at DRIVER_OK ---- */
+
+int vhu_set_mem_table_gm(struct vhu_conn *c, const struct guest_mem *gm)
+{
+	struct vhu_mem_region r[VHU_MAX_REGIONS];
+	int fds[VHU_MAX_REGIONS];
+
+	if (gm->nr_regions == 0 || gm->nr_regions > VHU_MAX_REGIONS || gm->memfd < 0)
+		return -EINVAL;
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		r[i] = (struct vhu_mem_region){
+			.gpa = gm->regions[i].gpa,
+			.size = gm->regions[i].size,
+			.uaddr = (uint64_t)(uintptr_t)gm->regions[i].host,
+			.mmap_offset = gm->regions[i].fd_offset,
+		};
+		fds[i] = gm->memfd;
+	}
+	return vhu_set_mem_table(c, r, fds, gm->nr_regions);
+}
+
+int vhu_vring_start(struct vhu_conn *c, const struct vhu_vring_addr *addr, unsigned num, unsigned base,
+		    int kick_fd, int call_fd, bool *handed)
+{
+	unsigned ring = addr->index;
+	int e;
+
+	e = vhu_set_vring_num(c, ring, num);
+	if (!e)
+		e = vhu_set_vring_base(c, ring, base);
+	if (!e)
+		e = vhu_set_vring_addr(c, addr);
+	if (!e)
+		e = vhu_set_vring_fd(c, VHU_SET_VRING_KICK, ring, kick_fd);
+	if (!e)
+		e = vhu_set_vring_fd(c, VHU_SET_VRING_CALL, ring, call_fd);
+	if (!e)
+		*handed = true;
+	if (!e)
+		e = vhu_set_vring_enable(c, ring, true);
+	return e;
 }

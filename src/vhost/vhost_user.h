@@ -199,4 +199,24 @@ int vhu_set_config(struct vhu_conn *c, uint32_t offset, const void *buf, uint32_
 
 const char *vhu_request_name(uint32_t request);
 
+/* ---- steps every front-end takes at DRIVER_OK (one copy for blk and net) ---- */
+
+struct guest_mem;
+
+/*
+ * SET_MEM_TABLE for guest RAM: every region with the guest RAM memfd, its
+ * offset in it and the front-end's mapping address. -EINVAL (nothing sent)
+ * when RAM is not a memfd or has more regions than one message carries.
+ */
+int vhu_set_mem_table_gm(struct vhu_conn *c, const struct guest_mem *gm);
+/*
+ * Hand one ring (addr->index) to the back-end: SET_VRING_NUM, _BASE, _ADDR,
+ * _KICK (kick_fd), _CALL (call_fd), then SET_VRING_ENABLE (with protocol
+ * features negotiated rings start disabled). *handed turns true once the
+ * back-end has the ring (CALL done), so the caller stops it with
+ * GET_VRING_BASE later even when the enable failed.
+ */
+int vhu_vring_start(struct vhu_conn *c, const struct vhu_vring_addr *addr, unsigned num, unsigned base,
+		    int kick_fd, int call_fd, bool *handed);
+
 #endif

@@ -35,13 +35,14 @@ enum net_model {
 struct net_config {
 	char id[MACHINE_NET_ID_MAX + 1];  /* the API's iface_id; empty: "ethN" by position */
 	enum net_model model;
-	enum net_backend_kind backend;    /* NET_BACKEND_TAP or NET_BACKEND_USER */
+	enum net_backend_kind backend;    /* NET_BACKEND_TAP, _USER or _VHOST_USER */
 	char ifname[IFNAMSIZ];            /* tap */
 	struct net_hostfwd hostfwd[NET_MAX_HOSTFWD];   /* user */
 	unsigned nr_hostfwd;
 	bool mac_set;                     /* false: derived from the backend when the VM is built */
 	uint8_t mac[6];
 	uint16_t mtu;                     /* 0: not advertised */
+	char vhost_socket[108];           /* vhost-user: the back-end's socket (client mode) */
 };
 
 struct machine_config {
@@ -82,7 +83,8 @@ struct machine_config {
 #define MACHINE_MIN_MEM      (8ull << 20)
 
 /*
- * The --net syntax, "tap=NAME|user[,hostfwd=...][,mac=M][,mtu=N][,model=virtio|e1000]",
+ * The --net syntax, "tap=NAME|user[,hostfwd=...][,mac=M][,mtu=N][,model=virtio|e1000]"
+ * or "vhost-user=SOCK[,mac=M]" (virtio only),
  * into a net_config (the MAC is always set). 0 or -EINVAL with a one-line reason.
  */
 KESTREL_MUST_CHECK int machine_net_parse(const char *spec, struct net_config *out, char *err, size_t errlen);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/vm.h"
+#include "devices/virtio/vhost_user_net.h"
 #include "machine.h"
 #include "snapshot/snap.h"
 
@@ -61,6 +62,18 @@ int machine_net_parse(const char *spec, struct net_config *out, char *err, size_
 			p++;
 	}
 	rest[n] = '\0';
+	if (!strncmp(rest, "vhost-user=", 11)) {
+		if (out->model != NET_MODEL_VIRTIO) {
+			snprintf(err, errlen, "--net vhost-user: only model=virtio (the back-end serves virtio rings)");
+			return -EINVAL;
+		}
+		e = vunet_parse_spec(rest, out->vhost_socket, out->mac, err, errlen);
+		if (e < 0)
+			return e;
+		out->backend = NET_BACKEND_VHOST_USER;
+		out->mac_set = true;
+		return 0;
+	}
 	e = vnet_parse_spec(rest, &vc, err, errlen);
 	if (e < 0)
 		return e;
@@ -76,11 +89,13 @@ int machine_net_parse(const char *spec, struct net_config *out, char *err, size_
 
 void machine_net_default_mac(const struct net_config *n, uint8_t mac[6])
 {
-	char seed[IFNAMSIZ + 8];
+	char seed[128];   /* "vhost-user=" and a socket path */
 
 	/* The seed is the spec's backend part, as vnet_parse_spec hashes it. */
 	if (n->backend == NET_BACKEND_TAP)
 		snprintf(seed, sizeof(seed), "tap=%s", n->ifname);
+	else if (n->backend == NET_BACKEND_VHOST_USER)
+		snprintf(seed, sizeof(seed), "vhost-user=%s", n->vhost_socket);
 	else
 		snprintf(seed, sizeof(seed), "user");
 	vnet_default_mac(seed, 0, mac);

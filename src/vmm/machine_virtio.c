@@ -15,6 +15,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/vhost_user_blk.h"
+#include "devices/virtio/vhost_user_net.h"
 #include "machine_priv.h"
 #include "mem/layout.h"
 #include "snapshot/snap.h"
@@ -328,6 +329,42 @@ static int machine_add_e1000(struct machine *m, const struct machine_config *cfg
 	return e;
 }
 
+static void free_vunet(void *p)
+{
+	vunet_free(p);
+}
+
+/* A NIC served by a vhost-user back-end: kestrel's I/O thread only forwards INTx and notices hang-ups. */
+static int machine_add_vunet(struct machine *m, const struct machine_config *cfg, const struct net_config *n,
+			     const char *name, char *err, size_t errlen)
+{
+	struct machine_vdev *s;
+	struct vhost_user_net *vn;
+	int e;
+
+	if (cfg->transport_mmio) {
+		snprintf(err, errlen, "net vhost-user=%s: needs the virtio-pci transport, not mmio", n->vhost_socket);
+		return -EINVAL;
+	}
+	s = machine_vdev_slot(m, cfg, name, err, errlen);
+	if (!s)
+		return -ENOSPC;
+	e = vunet_new(&vn, n->vhost_socket, n->mac, &m->vm.gm, err, errlen);
+	if (e < 0) {
+		iothread_exit(&s->io);
+		return e;
+	}
+	s->dev = vn;
+	s->free = free_vunet;
+	e = vunet_attach(vn, s->io.loop);
+	if (e < 0) {
+		m->nvdevs++;
+		snprintf(err, errlen, "net vhost-user=%s: event loop: %s", n->vhost_socket, strerror(-e));
+		return e;
+	}
+	return machine_vdev_attach(m, cfg, s, vunet_virtio(vn), err, errlen);
+}
+
 static int machine_add_net(struct machine *m, const struct machine_config *cfg, const struct net_config *n,
 			   unsigned idx, char *err, size_t errlen)
 {
@@ -343,6 +380,8 @@ static int machine_add_net(struct machine *m, const struct machine_config *cfg, 
 	if (n->model == NET_MODEL_E1000)
 		return machine_add_e1000(m, cfg, &nc, idx, err, errlen);
 	snprintf(name, sizeof(name), "net%u", idx);
+	if (n->backend == NET_BACKEND_VHOST_USER)
+		return machine_add_vunet(m, cfg, n, name, err, errlen);
 	s = machine_vdev_slot(m, cfg, name, err, errlen);
 	if (!s)
 		return -ENOSPC;

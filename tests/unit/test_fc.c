@@ -17,6 +17,7 @@
 #include <cJSON.h>
 
 #include "api/fc.h"
+#include "api/fc_priv.h"
 #include "util/log.h"
 
 struct files {
@@ -533,6 +534,61 @@ static void test_boot_source_and_json(void **state)
 
 /* ---- network-interfaces ---- */
 
+/* kestrel's vhost_user_socket: a NIC on a vhost-user back-end instead of a TAP device. */
+static void test_nets_vhost_user(void **state)
+{
+	struct fc_config c;
+	struct net_config nc;
+	char err[256], *json;
+	cJSON *top;
+
+	(void)state;
+	fc_config_init(&c);
+	assert_int_equal(PUT(FC_NET, &c, "eth0", "{\"iface_id\": \"eth0\", \"vhost_user_socket\": \"/run/pmd.sock\", "
+			     "\"guest_mac\": \"02:00:00:00:00:0a\"}"), 0);
+	fc_net_config(&c.nets[0], &nc);
+	assert_int_equal(nc.backend, NET_BACKEND_VHOST_USER);
+	assert_string_equal(nc.vhost_socket, "/run/pmd.sock");
+	assert_string_equal(nc.ifname, "");
+	assert_true(nc.mac_set);
+	assert_int_equal(nc.mac[5], 0x0a);
+	/* Back to JSON: the socket, no host_dev_name. */
+	top = cJSON_CreateObject();
+	assert_true(fc_add_nets(top, &c));
+	json = cJSON_PrintUnformatted(top);
+	assert_non_null(strstr(json, "\"vhost_user_socket\":\"/run/pmd.sock\""));
+	assert_null(strstr(json, "host_dev_name"));
+	free(json);
+	cJSON_Delete(top);
+
+	assert_fails(PUT(FC_NET, &c, "eth1", "{\"iface_id\": \"eth1\", \"vhost_user_socket\": \"/run/pmd.sock\"}"),
+		     "vhost_user_socket is already used by interface 'eth0'");
+	assert_fails(PUT(FC_NET, &c, "eth1", "{\"iface_id\": \"eth1\", \"vhost_user_socket\": \"/s\", "
+			 "\"host_dev_name\": \"tap1\"}"), "give one of them");
+	assert_fails(PUT(FC_NET, &c, "eth1", "{\"iface_id\": \"eth1\", \"vhost_user_socket\": \"/s\", \"mtu\": 1400}"),
+		     "not supported with vhost_user_socket");
+	assert_fails(PUT(FC_NET, &c, "eth1", "{\"iface_id\": \"eth1\", \"vhost_user_socket\": \"\"}"),
+		     "must not be empty");
+	assert_fails(PUT(FC_NET, &c, "eth1", "{\"iface_id\": \"eth1\", \"vhost_user_socket\": 5}"),
+		     "vhost_user_socket");
+	{
+		char body[300], longp[120];
+
+		memset(longp, 'x', sizeof(longp) - 1);
+		longp[0] = '/';
+		longp[sizeof(longp) - 1] = '\0';
+		snprintf(body, sizeof(body), "{\"iface_id\": \"eth1\", \"vhost_user_socket\": \"%s\"}", longp);
+		assert_fails(PUT(FC_NET, &c, "eth1", body), "longer than 107 bytes");
+	}
+	assert_int_equal(c.nnets, 1);
+	/* A TAP interface next to it still works, and a vhost-user one without a MAC gets none yet. */
+	assert_int_equal(PUT(FC_NET, &c, "eth1", "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap1\"}"), 0);
+	assert_int_equal(PUT(FC_NET, &c, "eth2", "{\"iface_id\": \"eth2\", \"vhost_user_socket\": \"/other.sock\"}"), 0);
+	fc_net_config(&c.nets[2], &nc);
+	assert_false(nc.mac_set);
+	fc_config_exit(&c);
+}
+
 static void test_nets(void **state)
 {
 	struct fc_config c;
@@ -919,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_put_unknown_resource),
 		cmocka_unit_test(test_boot_source_and_json),
 		cmocka_unit_test(test_nets),
+		cmocka_unit_test(test_nets_vhost_user),
 		cmocka_unit_test(test_metrics_logger_serial),
 		cmocka_unit_test(test_config_file),
 		cmocka_unit_test(test_actions_and_vm_state),

@@ -148,26 +148,6 @@ static int vublk_uaddr(const struct virtio_dev *d, uint64_t gpa, uint64_t len, u
 	return 0;
 }
 
-static int vublk_mem_table(struct vhost_user_blk *b)
-{
-	const struct guest_mem *gm = b->vdev.gm;
-	struct vhu_mem_region r[VHU_MAX_REGIONS];
-	int fds[VHU_MAX_REGIONS];
-
-	if (gm->nr_regions == 0 || gm->nr_regions > VHU_MAX_REGIONS || gm->memfd < 0)
-		return -EINVAL;
-	for (unsigned i = 0; i < gm->nr_regions; i++) {
-		r[i] = (struct vhu_mem_region){
-			.gpa = gm->regions[i].gpa,
-			.size = gm->regions[i].size,
-			.uaddr = (uint64_t)(uintptr_t)gm->regions[i].host,
-			.mmap_offset = gm->regions[i].fd_offset,
-		};
-		fds[i] = gm->memfd;
-	}
-	return vhu_set_mem_table(&b->conn, r, fds, gm->nr_regions);
-}
-
 static int vublk_start_queue(struct vhost_user_blk *b, unsigned q)
 {
 	struct virtio_dev *d = &b->vdev;
@@ -175,7 +155,6 @@ static int vublk_start_queue(struct vhost_user_blk *b, unsigned q)
 	struct vhu_vring_addr a = { .index = q };
 	int kick = d->tops->queue_kick_fd(d, q);
 	int irq = d->tops->queue_irq_fd(d, q);
-	int e;
 
 	/* vq_activate() checked these ranges; translating them again cannot fail, but is checked anyway. */
 	if (vublk_uaddr(d, vq->desc_gpa, 16ull * vq->size, &a.desc) < 0 ||
@@ -186,21 +165,7 @@ static int vublk_start_queue(struct vhost_user_blk *b, unsigned q)
 		return -ENODEV;
 	if (irq < 0)
 		irq = b->call[q].fd;   /* forwarded by vublk_call_cb */
-	e = vhu_set_vring_num(&b->conn, q, vq->size);
-	if (!e)
-		e = vhu_set_vring_base(&b->conn, q, vq->last_avail);
-	if (!e)
-		e = vhu_set_vring_addr(&b->conn, &a);
-	if (!e)
-		e = vhu_set_vring_fd(&b->conn, VHU_SET_VRING_KICK, q, kick);
-	if (!e)
-		e = vhu_set_vring_fd(&b->conn, VHU_SET_VRING_CALL, q, irq);
-	if (!e)
-		b->running[q] = true;
-	/* With protocol features negotiated, rings start disabled (vhost-user.rst, "Ring states"). */
-	if (!e)
-		e = vhu_set_vring_enable(&b->conn, q, true);
-	return e;
+	return vhu_vring_start(&b->conn, &a, vq->size, vq->last_avail, kick, irq, &b->running[q]);
 }
 
 static int vublk_activate(struct virtio_dev *d)
@@ -216,7 +181,7 @@ static int vublk_activate(struct virtio_dev *d)
 	/* The driver's choice, plus the bit that keeps protocol features in force. */
 	e = vhu_set_features(&b->conn, d->driver_features | VIRTIO_BIT(VHU_F_PROTOCOL_FEATURES));
 	if (!e)
-		e = vublk_mem_table(b);
+		e = vhu_set_mem_table_gm(&b->conn, d->gm);
 	for (unsigned q = 0; !e && q < VUBLK_NUM_QUEUES; q++)
 		if (d->queues[q].enabled)
 			e = vublk_start_queue(b, q);
