@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 K=${KESTREL:-$root/build/kestrel}
 CPUS=${CPUS:-2}
 MEM=${MEM:-512M}
-CMDLINE="console=ttyS0 panic=-1 reboot=k quiet"
+CMDLINE="console=ttyS0 panic=-1 quiet"
 # virtio drivers the default guest loads (the Debian cloud kernel builds them as modules)
 MODULES=virtio_pci,virtio_net,virtio_blk,virtio-rng
 # user-mode networking needs no root network setup on the host
