@@ -215,6 +215,14 @@ if [ -n "$status" ]; then
 fi
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
     tb_log "timed out after ${timeout} s (wall ${elapsed} s); QEMU killed"
+    # L1 silent from "/dev/kvm ready" to the end: not one line from COMMAND,
+    # whose own time limits (l1-run-kestrel's watchdog) print long before
+    # this one. L1's kernel stopped scheduling at all, which a process in it
+    # cannot cause: the signature tests/run.sh re-runs once (testbed/README.md).
+    if sed 's/\r//g' "$log" | awk '/^TESTBED: \/dev\/kvm ready/ { ready = 1; after = 0; next }
+            ready && NF { after++ } END { exit !(ready && after == 0) }'; then
+        tb_log "L1 wedged: no output from L1 after /dev/kvm ready until the timeout"
+    fi
     exit 124
 fi
 tb_log "no TESTBED-STATUS line came back (QEMU exit status $qrc, wall ${elapsed} s)"

@@ -89,11 +89,28 @@ stage api env BUILD="$root/$BUILD" tests/api/api.sh
 stage api-robust env BUILD="$root/$BUILD" tests/api/robust.sh
 
 section "end-to-end tests (stock Linux in the nested test bed)"
-# A test-bed script counts on its first run (no re-runs: the causes of the
-# old intermittent failures are fixed, see testbed/README.md).
+# A test-bed script counts on its first run, with one exception: when the
+# test bed reports "L1 wedged" (L1's kernel stopped running anything at all,
+# its own watchdogs included; evidence in testbed/README.md), the script is
+# run once more and only that run counts. The first run's failures stay in
+# the log, prefixed "# first try:". Every other failure counts at once.
 for t in tests/e2e/*.sh; do
 	[ -f "$t" ] && [ -x "$t" ] || continue
-	stage "e2e-$(basename "$t" .sh)" env KESTREL="$root/$BUILD/kestrel" "$t"
+	n="e2e-$(basename "$t" .sh)"
+	env KESTREL="$root/$BUILD/kestrel" "$t" >"$LOG/$n.first" 2>&1
+	rc=$?
+	if [ "$rc" != 0 ] && grep -q 'testbed: L1 wedged' "$LOG/$n.first"; then
+		sed -n 's/^FAIL: /# first try: FAIL: /p' "$LOG/$n.first"
+		echo "# $n: L1 wedged (testbed/README.md); running it once more"
+		stage "$n" env KESTREL="$root/$BUILD/kestrel" "$t"
+		continue
+	fi
+	cat "$LOG/$n.first"
+	count "$LOG/$n.first"
+	if [ "$rc" != 0 ] && ! grep -q '^FAIL: ' "$LOG/$n.first"; then
+		echo "FAIL: $n: exited with status $rc"
+		failed=$((failed + 1))
+	fi
 done
 
 echo
