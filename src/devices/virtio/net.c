@@ -1164,7 +1164,7 @@ static int vnet_hex(char c)
 	return -1;
 }
 
-static int vnet_parse_mac(const char *s, size_t len, uint8_t mac[6])
+int vnet_parse_mac(const char *s, size_t len, uint8_t mac[6])
 {
 	if (len != 17)
 		return -EINVAL;

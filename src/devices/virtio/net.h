@@ -111,6 +111,8 @@ struct vnet_stats {
  */
 KESTREL_MUST_CHECK int vnet_parse_spec(const char *spec, struct vnet_config *cfg, char *err, size_t errlen);
 
+/* A NIC's MAC as exactly xx:xx:xx:xx:xx:xx (len 17), unicast and not all zeros. 0 or -EINVAL. */
+KESTREL_MUST_CHECK int vnet_parse_mac(const char *s, size_t len, uint8_t mac[6]);
 /* 52:54:00:xx:xx:xx from `seed` and `index` (for several NICs with the same seed). */
 void vnet_default_mac(const char *seed, unsigned index, uint8_t mac[6]);
 

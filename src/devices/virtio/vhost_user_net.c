@@ -73,32 +73,6 @@ struct vhost_user_net {
 
 /* ---- --net vhost-user=SOCK[,mac=M] ---- */
 
-static int vunet_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Exactly xx:xx:xx:xx:xx:xx, unicast (a multicast MAC cannot be a NIC's address). */
-static int vunet_parse_mac(const char *s, size_t len, uint8_t mac[6])
-{
-	if (len != 17)
-		return -EINVAL;
-	for (unsigned i = 0; i < 6; i++) {
-		int hi = vunet_hex(s[3 * i]), lo = vunet_hex(s[3 * i + 1]);
-
-		if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
-			return -EINVAL;
-		mac[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return (mac[0] & 1) ? -EINVAL : 0;
-}
-
 int vunet_parse_spec(const char *spec, char path[VUNET_PATH_MAX], uint8_t mac[6], char *err, size_t errlen)
 {
 	static const char key[] = "vhost-user=";
@@ -126,7 +100,7 @@ int vunet_parse_spec(const char *spec, char path[VUNET_PATH_MAX], uint8_t mac[6]
 		p++;
 		len = strcspn(p, ",");
 		if (len > 4 && !strncmp(p, "mac=", 4)) {
-			if (mac_given || vunet_parse_mac(p + 4, len - 4, mac) < 0) {
+			if (mac_given || vnet_parse_mac(p + 4, len - 4, mac) < 0) {
 				snprintf(err, errlen, "--net vhost-user: %s mac= (expected one unicast "
 					 "xx:xx:xx:xx:xx:xx)", mac_given ? "repeated" : "bad");
 				return -EINVAL;
