@@ -319,7 +319,7 @@ static void test_parse(void **state)
 	static const char *const bad_macs[] = {
 		"02:00:00:00:00", "02:00:00:00:00:0", "02:00:00:00:00:001", "02-00-00-00-00-01",
 		"0g:00:00:00:00:01", "+2:00:00:00:00:01", " 2:00:00:00:00:01", "01:00:00:00:00:01",
-		"ff:ff:ff:ff:ff:ff", "",
+		"ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "",
 	};
 	for (size_t i = 0; i < sizeof(bad_macs) / sizeof(bad_macs[0]); i++) {
 		char spec[64];
